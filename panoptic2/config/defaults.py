@@ -1,0 +1,252 @@
+"""The default configuration: every key a config file or command line may set.
+
+A key that is not declared here (or by a project through :func:`add_config_extension`,
+bottom of this file) is an error when a file or an override names it, so a typo can never be
+silently ignored. Keep the values typed as the code expects them: overrides are type-checked
+against these defaults. :func:`get_cfg` returns a fresh copy of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .config import CfgNode as CN
+from .config import ConfigError, _describe, _flatten
+
+__all__ = ["add_config_extension", "get_cfg"]
+
+logger = logging.getLogger(__name__)
+
+_C = CN()
+_C.VERSION = 1
+
+# Modules imported in every process (main and spawned workers) before anything is built;
+# they register datasets, models, evaluators. See README "Plugins".
+_C.PLUGINS = []
+
+# ---------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "PanopticDeepLab"
+# "cpu", "cuda", "cuda:1", "xla"; "auto" picks CUDA when available, else CPU.
+_C.MODEL.DEVICE = "auto"
+# Path or URL of weights to initialise from (ignored when resuming).
+_C.MODEL.WEIGHTS = ""
+# Per-channel mean/std in the 0-255 range, in the order of INPUT.FORMAT.
+_C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+_C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+# Number of leading stages whose weights are frozen (0 = train all).
+_C.MODEL.BACKBONE.FREEZE_AT = 0
+
+_C.MODEL.SEM_SEG_HEAD = CN()
+_C.MODEL.SEM_SEG_HEAD.NAME = "PanopticDeepLabSemSegHead"
+_C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 19
+_C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
+# "BN", "SyncBN", "GN", "FrozenBN" or "" (no norm).
+_C.MODEL.SEM_SEG_HEAD.NORM = "BN"
+_C.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 1.0
+
+_C.MODEL.INS_EMBED_HEAD = CN()
+_C.MODEL.INS_EMBED_HEAD.NAME = "PanopticDeepLabInsEmbedHead"
+_C.MODEL.INS_EMBED_HEAD.NORM = "BN"
+_C.MODEL.INS_EMBED_HEAD.CENTER_LOSS_WEIGHT = 200.0
+_C.MODEL.INS_EMBED_HEAD.OFFSET_LOSS_WEIGHT = 0.01
+
+# ---------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------
+_C.INPUT = CN()
+# Channel order the model expects: "RGB" or "BGR".
+_C.INPUT.FORMAT = "RGB"
+# Name in DATA_MAPPER_REGISTRY of the mapper that turns dataset dicts into model inputs;
+# "" passes the dicts through unchanged (toy and pre-mapped datasets).
+_C.INPUT.DATASET_MAPPER_NAME = ""
+_C.INPUT.MIN_SIZE_TRAIN = [512]
+_C.INPUT.MAX_SIZE_TRAIN = 1024
+_C.INPUT.MIN_SIZE_TEST = 512
+_C.INPUT.MAX_SIZE_TEST = 1024
+_C.INPUT.CROP = CN()
+_C.INPUT.CROP.ENABLED = False
+_C.INPUT.CROP.SIZE = [512, 512]
+
+# ---------------------------------------------------------------------------------------
+# Datasets and loading
+# ---------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+# Names registered in DatasetCatalog; always lists, even with a single dataset.
+_C.DATASETS.TRAIN = []
+_C.DATASETS.TEST = []
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 2
+# "TrainingSampler" or "RepeatFactorTrainingSampler".
+_C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
+_C.DATALOADER.REPEAT_THRESHOLD = 0.0
+_C.DATALOADER.ASPECT_RATIO_GROUPING = False
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
+
+# ---------------------------------------------------------------------------------------
+# Solver
+# ---------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+# "SGD", "Adam" or "AdamW".
+_C.SOLVER.OPTIMIZER = "SGD"
+_C.SOLVER.BASE_LR = 0.01
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = False
+_C.SOLVER.BETAS = [0.9, 0.999]
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# Weight decay of normalisation-layer parameters and of biases (None = WEIGHT_DECAY).
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+_C.SOLVER.WEIGHT_DECAY_BIAS = None
+_C.SOLVER.BIAS_LR_FACTOR = 1.0
+# Total images per iteration over all processes.
+_C.SOLVER.IMS_PER_BATCH = 8
+_C.SOLVER.MAX_ITER = 1000
+# "WarmupPolyLR", "WarmupMultiStepLR" or "WarmupCosineLR".
+_C.SOLVER.LR_SCHEDULER_NAME = "WarmupPolyLR"
+_C.SOLVER.POLY_LR_POWER = 0.9
+_C.SOLVER.STEPS = [30000]
+_C.SOLVER.GAMMA = 0.1
+# LR reached at MAX_ITER by the poly and cosine schedules (an absolute value, as in
+# DeepLab2's end_learning_rate).
+_C.SOLVER.BASE_LR_END = 0.0
+_C.SOLVER.WARMUP_FACTOR = 0.001
+_C.SOLVER.WARMUP_ITERS = 0
+# "linear" or "constant".
+_C.SOLVER.WARMUP_METHOD = "linear"
+_C.SOLVER.CHECKPOINT_PERIOD = 5000
+# Periodic checkpoints kept on disk (older ones are deleted); None keeps all.
+_C.SOLVER.MAX_CHECKPOINTS_TO_KEEP = 3
+
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+# "value" (clip each element) or "norm" (clip the total norm).
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+# "float16" (CUDA only, with a grad scaler) or "bfloat16" (CPU and CUDA).
+_C.SOLVER.AMP.DTYPE = "bfloat16"
+
+# ---------------------------------------------------------------------------------------
+# Test / evaluation
+# ---------------------------------------------------------------------------------------
+_C.TEST = CN()
+# Evaluate every EVAL_PERIOD iterations during training, and at the end; 0 = only at end.
+_C.TEST.EVAL_PERIOD = 0
+# Metric that BestCheckpointer tracks, e.g. "panoptic_seg/PQ"; "" disables it.
+_C.TEST.BEST_CHECKPOINT_METRIC = ""
+# "max" or "min".
+_C.TEST.BEST_CHECKPOINT_MODE = "max"
+# Compute validation loss on DATASETS.TEST every this many iterations; 0 disables it.
+_C.TEST.VAL_LOSS_PERIOD = 0
+_C.TEST.PRECISE_BN = CN()
+_C.TEST.PRECISE_BN.ENABLED = False
+_C.TEST.PRECISE_BN.NUM_ITER = 200
+
+# ---------------------------------------------------------------------------------------
+# Misc
+# ---------------------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output"
+# Base seed; each rank uses SEED + rank. A negative seed draws one at random (logged).
+_C.SEED = -1
+_C.CUDNN_BENCHMARK = False
+# Use deterministic algorithms (needed for bit-exact resume).
+_C.DETERMINISTIC = False
+# Iterations between console / metrics.json / TensorBoard writes.
+_C.LOG_PERIOD = 20
+
+# ---------------------------------------------------------------------------------------
+# Hooks of DefaultTrainer
+# ---------------------------------------------------------------------------------------
+_C.HOOKS = CN()
+# Names of default hooks to leave out, e.g. ["PreciseBN"].
+_C.HOOKS.DISABLED = []
+# Names in HOOK_REGISTRY of extra hooks; one named like a default hook replaces it.
+_C.HOOKS.CUSTOM = []
+
+
+# ---------------------------------------------------------------------------------------
+# Extensions: keys that projects add, and the fresh copies get_cfg() hands out
+# ---------------------------------------------------------------------------------------
+_EXTENSIONS: list[Callable[[CN], Any]] = []
+_EXTENSIONS_LOCK = threading.Lock()
+
+
+def add_config_extension(fn: Callable[[CN], Any]) -> Callable[[CN], Any]:
+    """Registers a function that adds a project's keys to the defaults of every later get_cfg().
+
+    ``fn(cfg)`` receives an unfrozen config holding the defaults (and earlier extensions) and
+    adds keys to it. It may only add keys: changing or removing an existing key raises, so that
+    importing a plugin never changes the meaning of other configs. The function is checked on a
+    copy when registered, so a broken extension fails at import, naming itself. Registering the
+    same function again is a no-op. Returns ``fn``, so it also works as a decorator.
+
+    A plugin module calls it at import, and configs name the module in ``PLUGINS``::
+
+        # my_project/config.py
+        from panoptic2.config import CfgNode as CN, add_config_extension
+
+        @add_config_extension
+        def add_my_project_config(cfg):
+            cfg.MY_PROJECT = CN()
+            cfg.MY_PROJECT.DEPTH = 3
+
+        # my_config.yaml
+        PLUGINS: [my_project.config]
+        MY_PROJECT: {DEPTH: 5}
+
+    Args:
+        fn: Callable taking the root CfgNode; its return value is ignored.
+
+    Returns:
+        ``fn`` unchanged.
+
+    Raises:
+        TypeError: ``fn`` is not callable.
+        ConfigError: ``fn`` changed or removed an existing key.
+    """
+    if not callable(fn):
+        raise TypeError(f"add_config_extension() needs a callable, got {_describe(fn)}")
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    with _EXTENSIONS_LOCK:
+        if any(f is fn for f in _EXTENSIONS):
+            return fn
+        before = get_cfg()
+        trial = before.clone()
+        fn(trial)
+        after = _flatten(trial)
+        for key, value in _flatten(before).items():
+            if key not in after:
+                raise ConfigError(f"Config extension {name} removed the existing key '{key}'")
+            if after[key] != value:
+                raise ConfigError(
+                    f"Config extension {name} changed the existing key '{key}' from {value!r} "
+                    f"to {after[key]!r}; extensions may only add keys"
+                )
+        _EXTENSIONS.append(fn)
+    logger.debug("Registered config extension %s", name)
+    return fn
+
+
+def get_cfg() -> CN:
+    """Returns a fresh, unfrozen copy of the defaults with every registered extension applied.
+
+    Returns:
+        A new CfgNode; changing it never affects later calls.
+    """
+    cfg = _C.clone()
+    cfg.defrost()
+    for fn in list(_EXTENSIONS):
+        fn(cfg)
+    return cfg
