@@ -1,0 +1,90 @@
+"""The project's :class:`iopath.common.file_io.PathManager`: local paths plus URLs.
+
+Use ``PathManager.open(path)``, ``PathManager.get_local_path(url)``,
+``PathManager.exists(path)`` ... everywhere a path may be a URL (weights, configs), so
+remote files are downloaded once and cached. The cache directory is
+``$PANOPTIC2_CACHE`` or ``~/.torch/panoptic2_cache``, read when a file is fetched so a
+test or user can change it at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable
+from typing import IO, Any
+
+from iopath.common.file_io import HTTPURLHandler, OneDrivePathHandler
+from iopath.common.file_io import PathManager as PathManagerBase
+
+__all__ = ["PathManager", "atomic_write", "get_cache_dir"]
+
+
+def get_cache_dir() -> str:
+    """Returns the download cache directory (``$PANOPTIC2_CACHE`` or the default)."""
+    return os.path.expanduser(os.getenv("PANOPTIC2_CACHE", "~/.torch/panoptic2_cache"))
+
+
+class _HTTPURLHandler(HTTPURLHandler):
+    """iopath's HTTP handler whose default cache is :func:`get_cache_dir`, not iopath's."""
+
+    def _get_local_path(
+        self, path: str, force: bool = False, cache_dir: str | None = None, **kwargs: Any
+    ) -> str:
+        return super()._get_local_path(
+            path, force=force, cache_dir=cache_dir or get_cache_dir(), **kwargs
+        )
+
+
+class _OneDrivePathHandler(OneDrivePathHandler):
+    """iopath's OneDrive handler with the project's default cache directory."""
+
+    def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
+        kwargs["cache_dir"] = kwargs.get("cache_dir") or get_cache_dir()
+        return super()._get_local_path(path, force=force, **kwargs)
+
+
+PathManager = PathManagerBase()
+PathManager.register_handler(_HTTPURLHandler())
+PathManager.register_handler(_OneDrivePathHandler())
+
+
+def _fsync_dir(dirname: str) -> None:
+    """Makes a rename durable: fsyncs the directory entry (POSIX only; no-op elsewhere)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(dirname, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems (network mounts) refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write_fn: Callable[[IO[bytes]], None]) -> None:
+    """Writes a local file so that readers see either the old or the complete new content.
+
+    The data is written to ``.{name}.{random}.tmp`` in the same directory (same filesystem,
+    so the rename is atomic), flushed and fsynced, then renamed over ``path`` with
+    ``os.replace``. On any error the temp file is removed and the error re-raised.
+
+    Args:
+        path: the local destination path.
+        write_fn: writes the content to the binary file object it is given.
+    """
+    dirname, basename = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(dirname, f".{basename}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        # "xb": never clobber another writer's temp file; default permissions (umask).
+        with open(tmp, "xb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(dirname)
