@@ -1,0 +1,24 @@
+"""Checkpoints: atomic saving, safe loading, and loading weights from other frameworks."""
+
+from .c2_model_loading import convert_c2_name, convert_c2_names, read_pickle_checkpoint
+from .checkpointer import Checkpointer, PeriodicCheckpointer
+from .weight_conversion import (
+    WEIGHT_CONVERTER_REGISTRY,
+    AlignmentResult,
+    align_state_dicts,
+    choose_and_align,
+    format_alignment_tables,
+)
+
+__all__ = [
+    "WEIGHT_CONVERTER_REGISTRY",
+    "AlignmentResult",
+    "Checkpointer",
+    "PeriodicCheckpointer",
+    "align_state_dicts",
+    "choose_and_align",
+    "convert_c2_name",
+    "convert_c2_names",
+    "format_alignment_tables",
+    "read_pickle_checkpoint",
+]

@@ -1,0 +1,383 @@
+"""Saving and loading checkpoints: atomic writes, safe loading, foreign weights, rotation.
+
+:class:`Checkpointer` extends :class:`fvcore.common.checkpoint.Checkpointer`:
+
+* ``save`` runs on the main process only and is atomic: the data goes to a hidden temp
+  file in the same directory, is flushed and fsynced, then ``os.replace``-d onto the final
+  name; the ``last_checkpoint`` pointer is replaced the same way afterwards. A process
+  killed at any moment leaves the previous checkpoint and pointer intact.
+* ``load`` reads ``.pth`` files with ``torch.load(weights_only=True)`` (no code runs while
+  loading) unless the user opts out, reads ``.pkl`` files (Detectron/Caffe2) by explicit
+  choice, and loads foreign weights through name conversion + suffix matching
+  (:mod:`panoptic2.checkpoint.weight_conversion`), logging what matched as a table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+from collections.abc import Callable
+from typing import IO, Any
+
+import torch
+from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
+from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
+from fvcore.common.checkpoint import _IncompatibleKeys, _strip_prefix_if_present
+from torch import nn
+
+from panoptic2.utils import comm
+from panoptic2.utils.file_io import PathManager, atomic_write
+
+from .c2_model_loading import read_pickle_checkpoint
+from .weight_conversion import choose_and_align, format_alignment_tables
+
+__all__ = ["Checkpointer", "PeriodicCheckpointer"]
+
+logger = logging.getLogger(__name__)
+
+# Saved in every checkpoint this project writes; its keys load by exact name, anything
+# without it is treated as foreign weights and goes through name matching.
+_FORMAT_KEY = "__panoptic2_checkpoint__"
+_FORMAT_VERSION = 1
+_POINTER_FILE = "last_checkpoint"
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+class Checkpointer(_FvcoreCheckpointer):
+    """Saves and loads the model together with every other checkpointable object.
+
+    Example::
+
+        checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, optimizer=opt, scheduler=sched)
+        start_iter = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=True).get(
+            "iteration", -1) + 1
+        checkpointer.save("model_0004999", iteration=4999)
+
+    Attributes:
+        weight_format: the converter used for foreign weights: ``None`` (default) picks the
+            registered converter that matches most keys; a name in
+            ``WEIGHT_CONVERTER_REGISTRY`` forces one.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        save_dir: str = "",
+        *,
+        save_to_disk: bool | None = None,
+        weights_only: bool = True,
+        **checkpointables: Any,
+    ) -> None:
+        """
+        Args:
+            model: the model; a (Distributed)DataParallel wrapper is unwrapped.
+            save_dir: the directory checkpoints and the ``last_checkpoint`` pointer go to.
+            save_to_disk: whether ``save`` writes; ``None`` means "on the main process only".
+            weights_only: read ``.pth`` files with ``torch.load(weights_only=True)``. Set
+                ``False`` only for trusted files that pickle custom Python objects: loading
+                then runs arbitrary code from the file.
+            **checkpointables: objects with ``state_dict()``/``load_state_dict()``
+                (optimizer, scheduler, trainer ...), saved under their keyword.
+        """
+        if save_to_disk is None:
+            save_to_disk = comm.is_main_process()
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.path_manager = PathManager
+        self.weights_only = weights_only
+        self.weight_format: str | None = None
+        self.logger = logger
+
+    # ------------------------------------------------------------------ saving
+    def save(self, name: str, *, tag_last_checkpoint: bool = True, **kwargs: Any) -> None:
+        """Atomically writes ``{save_dir}/{name}.pth`` and points ``last_checkpoint`` at it.
+
+        Does nothing when ``save_dir`` is empty or this process does not save to disk.
+
+        Args:
+            name: the file name without ``.pth``; no directory part.
+            tag_last_checkpoint: point ``last_checkpoint`` (what ``--resume`` loads) at the
+                new file. A "best model" copy passes False so that resuming continues from
+                the latest state, not from the best one.
+            **kwargs: extra data (e.g. ``iteration=999``), returned by :meth:`load`. Keep it
+                to tensors, numbers, strings and containers so ``weights_only`` loading works.
+
+        Raises:
+            ValueError: ``name`` contains a directory, or an extra key collides with the
+                model or a checkpointable.
+        """
+        if not self.save_dir or not self.save_to_disk:
+            return
+        basename = f"{name}.pth"
+        if os.path.basename(basename) != basename:
+            raise ValueError(f"Checkpoint name {name!r} must not contain a directory")
+        taken = {"model", _FORMAT_KEY, *self.checkpointables}
+        clashes = sorted(taken & set(kwargs))
+        if clashes:
+            raise ValueError(f"Extra checkpoint data uses reserved keys {clashes}")
+        data: dict[str, Any] = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        data[_FORMAT_KEY] = _FORMAT_VERSION
+
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        self._write(save_file, lambda f: torch.save(data, f))
+        if tag_last_checkpoint:
+            self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Atomically points ``{save_dir}/last_checkpoint`` at a file in ``save_dir``.
+
+        Args:
+            last_filename_basename: the checkpoint's file name (no directory).
+        """
+        pointer = os.path.join(self.save_dir, _POINTER_FILE)
+        self._write(pointer, lambda f: f.write(last_filename_basename.encode("utf-8")))
+
+    def _write(self, path: str, write_fn: Callable[[IO[bytes]], None]) -> None:
+        self.path_manager.mkdirs(os.path.dirname(path))
+        if _is_local(path):
+            atomic_write(path, write_fn)
+        else:
+            # Remote stores have no rename-over; their uploads are all-or-nothing anyway.
+            with self.path_manager.open(path, "wb") as f:
+                write_fn(f)
+
+    # ----------------------------------------------------------------- loading
+    def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
+        """Loads the model (and checkpointables) from a file or URL.
+
+        Args:
+            path: a local path or URL (downloaded once to the cache); ``""`` loads nothing.
+                ``.pkl`` files are Detectron/Caffe2 pickles, read by this explicit choice.
+            checkpointables: names of checkpointables to restore; ``None`` restores all
+                found in the file, ``[]`` only the model.
+
+        Returns:
+            The checkpoint's extra data not consumed (e.g. ``{"iteration": 999}``).
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            RuntimeError: weights-only loading refused the file (the message says how to
+                opt out).
+            KeyError: ``checkpointables`` names an object this Checkpointer does not have.
+        """
+        if not path:
+            self.logger.info("No checkpoint given; the model keeps its initialisation.")
+            return {}
+        unknown = sorted(set(checkpointables or ()) - set(self.checkpointables))
+        if unknown:
+            raise KeyError(
+                f"Unknown checkpointables {unknown}; this Checkpointer has "
+                f"{sorted(self.checkpointables)}"
+            )
+        self.logger.info(f"[Checkpointer] Loading from {path} ...")
+        local = path if os.path.isfile(path) else self.path_manager.get_local_path(path)
+        if not os.path.isfile(local):
+            raise FileNotFoundError(f"Checkpoint {path} not found")
+        checkpoint = self._load_file(local)
+        incompatible = self._load_model(checkpoint)
+        if incompatible is not None:
+            self._log_incompatible_keys(incompatible)
+        names = self.checkpointables if checkpointables is None else checkpointables
+        for key in names:
+            if key in checkpoint:
+                self.logger.info(f"Loading {key} from {path} ...")
+                self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+        for key in (_FORMAT_KEY, "matching_heuristics", "__author__"):
+            checkpoint.pop(key, None)
+        return checkpoint
+
+    def resume_or_load(self, path: str, *, resume: bool | str = True) -> dict[str, Any]:
+        """Resumes an interrupted run, or initialises the model from ``path``.
+
+        Args:
+            path: weights to load when not resuming (``MODEL.WEIGHTS``); model only.
+            resume: ``True``: resume from the file ``last_checkpoint`` names, if any, else
+                load ``path``; ``False``: load ``path``; a string: resume from that file.
+
+        Returns:
+            Same as :meth:`load`; when resuming it holds ``iteration``.
+        """
+        if isinstance(resume, str) and resume:
+            return self._resume_from(resume)
+        if resume and self.has_checkpoint():
+            target = self.get_checkpoint_file()
+            if not target or not self.path_manager.exists(target):
+                raise FileNotFoundError(
+                    f"{os.path.join(self.save_dir, _POINTER_FILE)} points to {target!r}, which "
+                    "does not exist; fix or delete the pointer file to start over"
+                )
+            return self._resume_from(target)
+        return self.load(path, checkpointables=[])
+
+    def _resume_from(self, path: str) -> dict[str, Any]:
+        extra = self.load(path)
+        iteration = extra.get("iteration")
+        where = f"iteration {iteration}" if iteration is not None else "unknown iteration"
+        # WARNING so it stands out in a long log: resuming changes what the run does.
+        self.logger.warning(
+            f"{'=' * 20} RESUMED from {path} ({where}; "
+            f"restored {sorted(k for k in self.checkpointables)}) {'=' * 20}"
+        )
+        return extra
+
+    def _load_file(self, f: str) -> dict[str, Any]:
+        """Reads a local checkpoint file into ``{"model": {name: tensor}, ...}``.
+
+        Args:
+            f: a local path.
+
+        Returns:
+            The checkpoint dict; foreign files get ``matching_heuristics=True``.
+        """
+        if f.endswith(".pkl"):
+            return read_pickle_checkpoint(f)
+        try:
+            data = torch.load(f, map_location="cpu", weights_only=self.weights_only)
+        except pickle.UnpicklingError as e:
+            if not self.weights_only:
+                raise
+            raise RuntimeError(
+                f"Refusing to load {f}: torch.load(weights_only=True) found Python objects "
+                "other than tensors and plain containers in it, and unpickling those could "
+                "run arbitrary code. If you trust this file, create the Checkpointer with "
+                f"weights_only=False. Details: {e}"
+            ) from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{f}: expected a dict in the checkpoint, got {type(data).__name__}")
+        if data.get(_FORMAT_KEY) is not None:
+            return data
+        if isinstance(data.get("model"), dict):
+            data["matching_heuristics"] = True
+            return data
+        if isinstance(data.get("state_dict"), dict):
+            rest = {k: v for k, v in data.items() if k != "state_dict"}
+            return {**rest, "model": data["state_dict"], "matching_heuristics": True}
+        non_tensors = [k for k, v in data.items() if not isinstance(v, torch.Tensor)]
+        if non_tensors:
+            raise ValueError(
+                f"{f}: cannot find the weights: expected a state dict (name -> tensor) or a "
+                f"dict with a 'model' or 'state_dict' entry; these entries are not tensors: "
+                f"{non_tensors[:10]}"
+            )
+        return {"model": data, "matching_heuristics": True}
+
+    def _load_model(self, checkpoint: dict[str, Any]) -> _IncompatibleKeys:
+        """Loads ``checkpoint["model"]`` into the model, by name or by name matching.
+
+        Args:
+            checkpoint: from :meth:`_load_file`; ``"model"`` is popped.
+
+        Returns:
+            fvcore's ``_IncompatibleKeys`` (missing, unexpected, incorrect shapes).
+        """
+        if not checkpoint.get("matching_heuristics"):
+            return super()._load_model(checkpoint)
+        ckpt = dict(checkpoint.pop("model"))
+        self._convert_ndarray_to_tensor(ckpt)
+        _strip_prefix_if_present(ckpt, "module.")
+        model_state = self.model.state_dict()
+        formats = None if self.weight_format is None else [self.weight_format]
+        result = choose_and_align(model_state, ckpt, formats)
+        matched_table, problems = format_alignment_tables(result)
+        self.logger.info(
+            f"Loaded {len(result.matched)} of {len(model_state)} model tensors from foreign "
+            f"weights (converter {result.converter!r}):\n{matched_table}"
+        )
+        if problems:
+            self.logger.warning(f"Weights not loaded:\n{problems}")
+        self.model.load_state_dict(result.state_dict, strict=False)
+        # Already reported in the table above; return nothing more to log.
+        return _IncompatibleKeys(missing_keys=[], unexpected_keys=[], incorrect_shapes=[])
+
+
+class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
+    """Saves ``{file_prefix}_{iter:07d}.pth`` every ``period`` iterations and keeps the newest.
+
+    ``step(iteration)`` saves when ``(iteration + 1) % period == 0`` and, when ``max_iter``
+    is set, ``{file_prefix}_final.pth`` at ``iteration >= max_iter - 1``. With
+    ``max_to_keep`` it then deletes the older periodic files of this prefix found in the
+    directory (also those written before a resume), except any file that a pointer file
+    (a file in ``save_dir`` whose name ends with ``checkpoint``, e.g. ``last_checkpoint``)
+    names; ``*_final.pth`` and other names never match the periodic pattern.
+    """
+
+    def __init__(
+        self,
+        checkpointer: Checkpointer,
+        period: int,
+        max_iter: int | None = None,
+        max_to_keep: int | None = None,
+        file_prefix: str = "model",
+    ) -> None:
+        """
+        Args:
+            checkpointer: the checkpointer that saves.
+            period: save every this many iterations (> 0).
+            max_iter: total iterations; the final checkpoint is saved at ``max_iter - 1``.
+            max_to_keep: number of periodic checkpoints to keep (> 0); ``None`` keeps all.
+            file_prefix: the file name prefix.
+        """
+        if int(period) <= 0:
+            raise ValueError(f"Checkpoint period must be positive, got {period}")
+        if max_to_keep is not None and max_to_keep <= 0:
+            raise ValueError(f"max_to_keep must be positive or None, got {max_to_keep}")
+        super().__init__(checkpointer, period, max_iter, max_to_keep, file_prefix)
+        self._pattern = re.compile(rf"^{re.escape(file_prefix)}_(\d{{7,}})\.pth$")
+
+    def step(self, iteration: int, **kwargs: Any) -> None:
+        """Saves (and rotates) when ``iteration`` calls for it.
+
+        Args:
+            iteration: the iteration just finished, in ``[0, max_iter - 1]``.
+            **kwargs: extra data saved with the checkpoint (``iteration`` is added).
+        """
+        iteration = int(iteration)
+        state = {"iteration": iteration, **kwargs}
+        if (iteration + 1) % self.period == 0:
+            self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **state)
+            if self.max_to_keep is not None:
+                self._delete_old(iteration)
+        if self.max_iter is not None and iteration >= self.max_iter - 1:
+            self.checkpointer.save(f"{self.file_prefix}_final", **state)
+
+    def _pointed_to(self, save_dir: str, names: list[str]) -> set[str]:
+        protected = set()
+        for name in names:
+            if not name.endswith("checkpoint") or "." in name:
+                continue
+            path = os.path.join(save_dir, name)
+            try:
+                with self.path_manager.open(path, "r") as f:
+                    protected.add(os.path.basename(f.read(4096).strip()))
+            except (OSError, UnicodeDecodeError):
+                continue  # not a pointer file, or removed meanwhile
+        return protected
+
+    def _delete_old(self, iteration: int) -> None:
+        ckpt = self.checkpointer
+        if not ckpt.save_dir or not ckpt.save_to_disk:
+            return
+        names = self.path_manager.ls(ckpt.save_dir)
+        periodic = []
+        for name in names:
+            m = self._pattern.match(name)
+            # Files from iterations after this one belong to a run we resumed before; leave
+            # them to the user rather than guessing.
+            if m is not None and int(m.group(1)) <= iteration:
+                periodic.append((int(m.group(1)), name))
+        periodic.sort(reverse=True)
+        protected = self._pointed_to(ckpt.save_dir, names)
+        for _, name in periodic[self.max_to_keep :]:
+            if name in protected:
+                continue
+            path = os.path.join(ckpt.save_dir, name)
+            logger.info(f"Deleting old checkpoint {path}")
+            self.path_manager.rm(path)
