@@ -1,0 +1,31 @@
+"""Models: backbones, heads and meta-architectures, each family behind a registry."""
+
+from panoptic2.layers.shape_spec import ShapeSpec
+
+from .backbone import BACKBONE_REGISTRY, Backbone, build_backbone
+from .heads import (
+    INS_EMBED_HEADS_REGISTRY,
+    SEM_SEG_HEADS_REGISTRY,
+    build_ins_embed_head,
+    build_sem_seg_head,
+)
+from .meta_arch import META_ARCH_REGISTRY, build_model
+from .proposal_generator import PROPOSAL_GENERATOR_REGISTRY, build_proposal_generator
+from .roi_heads import ROI_HEADS_REGISTRY, build_roi_heads
+
+__all__ = [
+    "BACKBONE_REGISTRY",
+    "INS_EMBED_HEADS_REGISTRY",
+    "META_ARCH_REGISTRY",
+    "PROPOSAL_GENERATOR_REGISTRY",
+    "ROI_HEADS_REGISTRY",
+    "SEM_SEG_HEADS_REGISTRY",
+    "Backbone",
+    "ShapeSpec",
+    "build_backbone",
+    "build_ins_embed_head",
+    "build_model",
+    "build_proposal_generator",
+    "build_roi_heads",
+    "build_sem_seg_head",
+]

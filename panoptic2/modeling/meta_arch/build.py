@@ -1,0 +1,47 @@
+"""Meta-architecture registry and the model builder."""
+
+import logging
+
+import torch
+from fvcore.common.registry import Registry
+from torch import nn
+
+META_ARCH_REGISTRY = Registry("META_ARCH")
+META_ARCH_REGISTRY.__doc__ = """
+Whole models (backbone + heads + post-processing), by name. A registered class is built
+as ``cls(cfg)`` (use ``@configurable`` to also allow explicit arguments).
+``cfg.MODEL.META_ARCHITECTURE`` selects one.
+"""
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turns ``MODEL.DEVICE`` into a device: "auto" means CUDA when available, else CPU.
+
+    "xla" is resolved by ``torch_xla`` (imported only when asked for), so nothing here
+    requires CUDA or XLA to be installed.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "xla":
+        import torch_xla.core.xla_model as xm  # optional dependency, imported on demand
+
+        return xm.xla_device()
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"MODEL.DEVICE is {name!r} but CUDA is not available; use MODEL.DEVICE cpu or auto"
+        )
+    return device
+
+
+def build_model(cfg) -> nn.Module:
+    """Builds the model named by ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``.
+
+    Weights are not loaded here; use :class:`panoptic2.checkpoint.Checkpointer`.
+    """
+    model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+    model.to(resolve_device(cfg.MODEL.DEVICE))
+    logger.debug("Model:\n%s", model)
+    return model

@@ -1,0 +1,60 @@
+"""Evaluator selection from dataset metadata through the registry."""
+
+import pytest
+
+from panoptic2.config import get_cfg
+from panoptic2.data import MetadataCatalog
+from panoptic2.evaluation import (
+    EVALUATOR_REGISTRY,
+    DatasetEvaluator,
+    DatasetEvaluators,
+    build_evaluator,
+)
+
+
+class _Constant(DatasetEvaluator):
+    def __init__(self, cfg, dataset_name, output_dir, task="a"):
+        self.task = task
+        self.seen = 0
+
+    def process(self, inputs, outputs):
+        self.seen += len(inputs)
+
+    def evaluate(self):
+        return {self.task: {"seen": self.seen}}
+
+
+@pytest.fixture
+def registry():
+    EVALUATOR_REGISTRY.register(_Constant)
+    EVALUATOR_REGISTRY._do_register("_ConstantB", lambda cfg, n, o: _Constant(cfg, n, o, task="b"))
+    yield
+    for name in ("_Constant", "_ConstantB"):
+        EVALUATOR_REGISTRY._obj_map.pop(name)
+    for name in ("ev_one", "ev_two", "ev_none", "ev_typo"):
+        MetadataCatalog.remove(name)
+
+
+def test_metadata_names_the_evaluators(registry):
+    MetadataCatalog.get("ev_one").set(evaluators=["_Constant"])
+    assert isinstance(build_evaluator(get_cfg(), "ev_one"), _Constant)
+    MetadataCatalog.get("ev_two").set(evaluators=["_Constant", "_ConstantB"])
+    combined = build_evaluator(get_cfg(), "ev_two")
+    assert isinstance(combined, DatasetEvaluators)
+    combined.process([{}, {}], [{}, {}])
+    assert combined.evaluate() == {"a": {"seen": 2}, "b": {"seen": 2}}
+
+
+def test_missing_or_unknown_evaluator_is_a_clear_error(registry):
+    MetadataCatalog.get("ev_none")
+    with pytest.raises(KeyError, match=r"Dataset 'ev_none' names no evaluators.*_Constant"):
+        build_evaluator(get_cfg(), "ev_none")
+    MetadataCatalog.get("ev_typo").set(evaluators=["_Constnt"])
+    with pytest.raises(KeyError, match="Did you mean '_Constant'"):
+        build_evaluator(get_cfg(), "ev_typo")
+
+
+def test_two_evaluators_for_one_task_is_an_error():
+    evaluators = DatasetEvaluators([_Constant(None, "", None), _Constant(None, "", None)])
+    with pytest.raises(KeyError, match="same task 'a'"):
+        evaluators.evaluate()
