@@ -7,6 +7,7 @@ assumes CUDA, which keeps the loop usable by the ``torch_xla`` runner.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -271,14 +272,24 @@ class SimpleTrainer(TrainerBase):
 
     def run_step(self) -> None:
         if not self.model.training:
-            raise RuntimeError("SimpleTrainer needs the model in training mode")
+            raise RuntimeError(f"{type(self).__name__} needs the model in training mode")
         data, data_time = self._next_batch()
         if self.zero_grad_before_forward:
             self.optimizer.zero_grad()
-        loss_dict = self.model(data)
-        losses = self._sum_losses(loss_dict)
+        with self._forward_context():
+            loss_dict = self.model(data)
+            losses = self._sum_losses(loss_dict)
         if not self.zero_grad_before_forward:
             self.optimizer.zero_grad()
+        self._backward_and_step(losses, loss_dict, data_time)
+
+    def _forward_context(self) -> contextlib.AbstractContextManager:
+        """Context of the forward pass (autocast in :class:`AMPTrainer`)."""
+        return contextlib.nullcontext()
+
+    def _backward_and_step(
+        self, losses: torch.Tensor, loss_dict: Mapping[str, torch.Tensor], data_time: float
+    ) -> None:
         losses.backward()
         self.after_backward()
         if self.grad_clipper is not None:
@@ -373,24 +384,14 @@ class AMPTrainer(SimpleTrainer):
         self.precision = precision
         self.grad_scaler = grad_scaler
 
-    def run_step(self) -> None:
-        if not self.model.training:
-            raise RuntimeError("AMPTrainer needs the model in training mode")
-        data, data_time = self._next_batch()
-        if self.zero_grad_before_forward:
-            self.optimizer.zero_grad()
-        with torch.autocast(device_type=self.device_type, dtype=self.precision):
-            loss_dict = self.model(data)
-            losses = self._sum_losses(loss_dict)
-        if not self.zero_grad_before_forward:
-            self.optimizer.zero_grad()
+    def _forward_context(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(device_type=self.device_type, dtype=self.precision)
+
+    def _backward_and_step(
+        self, losses: torch.Tensor, loss_dict: Mapping[str, torch.Tensor], data_time: float
+    ) -> None:
         if self.grad_scaler is None:
-            losses.backward()
-            self.after_backward()
-            if self.grad_clipper is not None:
-                self.grad_clipper(self._parameters())
-            self._write_metrics(loss_dict, data_time)
-            self.optimizer.step()
+            super()._backward_and_step(losses, loss_dict, data_time)
             return
         self.grad_scaler.scale(losses).backward()
         self.after_backward()
