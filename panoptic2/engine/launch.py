@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from panoptic2.utils import comm
+from panoptic2.utils.plugins import load_plugins, loaded_plugins
 
 __all__ = ["DEFAULT_TIMEOUT", "launch"]
 
@@ -42,26 +43,6 @@ def _find_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _loaded_plugins() -> list[str]:
-    """Plugins imported so far in this process (to re-import them in the workers)."""
-    try:
-        from panoptic2.utils.plugins import loaded_plugins
-    except ModuleNotFoundError as e:
-        # Only tolerate the plugin module itself being absent, not a broken import in it.
-        if e.name != "panoptic2.utils.plugins":
-            raise
-        return []
-    return list(loaded_plugins())
-
-
-def _load_plugins(names: Sequence[str]) -> None:
-    if not names:
-        return
-    from panoptic2.utils.plugins import load_plugins
-
-    load_plugins(names)
 
 
 def launch(
@@ -133,7 +114,7 @@ def launch(
             tuple(args),
             timeout,
             use_cuda,
-            _loaded_plugins(),
+            loaded_plugins(),
         ),
         daemon=False,
         start_method="spawn",
@@ -167,7 +148,7 @@ def _distributed_worker(
         comm.create_local_process_group(num_gpus_per_machine)
         # Spawned workers start from a fresh interpreter: re-import what registered
         # datasets/models in the parent.
-        _load_plugins(plugins)
+        load_plugins(plugins)
         comm.synchronize()
         main_func(*args)
     finally:

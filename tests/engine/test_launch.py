@@ -1,6 +1,5 @@
 """Tests of panoptic2.engine.launch: in-process, spawned gloo workers, torchrun."""
 
-import importlib
 import json
 import os
 import subprocess
@@ -12,11 +11,11 @@ import pytest
 import torch.distributed as dist
 
 from panoptic2.engine.launch import DEFAULT_TIMEOUT, launch
-from panoptic2.utils import comm
+from panoptic2.utils import comm, plugins
+from panoptic2.utils.plugins import load_plugins
 
 REPO = Path(__file__).resolve().parents[2]
 # The package re-exports the function launch(), which hides the module attribute.
-launch_module = importlib.import_module("panoptic2.engine.launch")
 
 
 def test_world_size_one_runs_in_this_process():
@@ -52,29 +51,21 @@ def _worker(out_dir: str, fail_rank: int, plugin: str) -> None:
         raise RuntimeError(f"boom on rank {rank}")
 
 
-def _plugins_available() -> bool:
-    try:
-        import panoptic2.utils.plugins  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
 def test_spawned_cpu_workers_and_plugins(tmp_path, monkeypatch):
-    plugin = ""
-    if _plugins_available():
-        # A throw-away plugin module the parent reports as loaded: workers must import it.
-        plugin = "p2_launch_probe_plugin"
-        (tmp_path / f"{plugin}.py").write_text("VALUE = 1\n")
-        monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.setattr(launch_module, "_loaded_plugins", lambda: [plugin])
+    # A throw-away plugin loaded in the parent: the spawned workers must import it too.
+    # Fresh plugin bookkeeping, so the probe does not leak into other tests' workers.
+    monkeypatch.setattr(plugins, "_STATE", plugins._State())
+    plugin = "p2_launch_probe_plugin"
+    (tmp_path / f"{plugin}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_plugins([plugin])
     launch(_worker, 2, dist_url="auto", args=(str(tmp_path), -1, plugin))
     for rank in range(2):
         info = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert info["rank"] == rank and info["world_size"] == 2
         assert info["local_rank"] == rank and info["local_size"] == 2
         assert info["backend"] == "gloo"  # no GPU on the test machines
-        assert info["plugin_loaded"] == bool(plugin)
+        assert info["plugin_loaded"]
     assert not dist.is_initialized()
 
 
@@ -88,6 +79,8 @@ import json, os, sys
 import torch.distributed as dist
 from panoptic2.engine.launch import launch
 from panoptic2.utils import comm
+from panoptic2.utils import plugins
+from panoptic2.utils.plugins import load_plugins
 
 def main(out_dir):
     info = {
