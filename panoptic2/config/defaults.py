@@ -250,3 +250,30 @@ def get_cfg() -> CN:
     for fn in list(_EXTENSIONS):
         fn(cfg)
     return cfg
+
+
+# ---------------------------------------------------------------------------------------
+# Input: augmentation and Panoptic-DeepLab targets (panoptic2.data.transforms / .mappers)
+# ---------------------------------------------------------------------------------------
+# How ResizeShortestEdge uses MIN_SIZE_TRAIN: "choice" (one of the list) or "range" ([min, max]).
+_C.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
+# DeepLab2 scale augmentation: factor in [min, max] ([1.0, 1.0] disables); with a step > 0
+# the factor is one of min, min + step, ..., max.
+_C.INPUT.RANDOM_SCALE = [1.0, 1.0]
+_C.INPUT.RANDOM_SCALE_STEP = 0.0
+# Largest fraction of a crop one semantic category may cover (1.0 disables the constraint).
+_C.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0
+# "horizontal", "vertical" or "none".
+_C.INPUT.RANDOM_FLIP = "horizontal"
+# Brightness, contrast, saturation strengths s: factors in [1 - s, 1 + s]; 0 disables each.
+_C.INPUT.COLOR_JITTER = [0.0, 0.0, 0.0]
+# Pad training images and labels so both sides are multiples of this (<= 0 disables).
+_C.INPUT.SIZE_DIVISIBILITY = -1
+# Panoptic-DeepLab targets: Gaussian sigma of the center heatmap, small-instance weighting of
+# the semantic loss, and which pixels the center/offset losses ignore.
+_C.INPUT.GAUSSIAN_SIGMA = 8.0
+_C.INPUT.SMALL_INSTANCE_AREA = 4096
+_C.INPUT.SMALL_INSTANCE_WEIGHT = 3.0
+_C.INPUT.IGNORE_STUFF_IN_OFFSET = True
+_C.INPUT.IGNORE_CROWD_IN_SEMANTIC = False
+
