@@ -1,0 +1,336 @@
+"""COCO panoptic format: reader, one-call registration, and the Panoptic FPN "separated" form.
+
+The COCO panoptic format is a JSON file (``images``, ``annotations`` with ``file_name`` and
+``segments_info``, ``categories``) plus a folder of RGB PNGs whose pixel ids are
+``R + 256 * G + 256**2 * B`` (0 = void). The reader turns every annotation into a standard
+dataset dict with CONTIGUOUS category ids (see :func:`~.metadata.get_coco_panoptic_metadata`).
+
+The "separated" form used by Panoptic FPN adds instance annotations from
+``instances_*.json`` (see :mod:`.coco`) and stuff-only semantic PNGs made by
+:func:`separate_coco_semantic_from_panoptic` (``datasets/prepare_panoptic_fpn.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from panoptic2.utils.file_io import atomic_write
+
+from ..catalog import DatasetCatalog, MetadataCatalog
+from .coco import load_coco_json
+from .file_checks import dataset_label, read_json, require_dir, require_file, rgb2id
+from .validation import validate_dicts
+
+__all__ = [
+    "PANOPTIC_FPN_THINGS_LABEL",
+    "get_panoptic_fpn_stuff_metadata",
+    "load_coco_panoptic_json",
+    "register_coco_panoptic",
+    "register_coco_panoptic_separated",
+    "separate_coco_semantic_from_panoptic",
+]
+
+logger = logging.getLogger(__name__)
+
+# In the stuff-only PNGs of the separated form every thing pixel has this label (one
+# "things" class, as in Detectron2's prepare_panoptic_fpn.py), stuff gets 1..S, void 255.
+PANOPTIC_FPN_THINGS_LABEL = 0
+_PANOPTIC_FPN_IGNORE = 255
+
+
+def load_coco_panoptic_json(
+    json_file: str,
+    image_dir: str,
+    gt_dir: str,
+    meta: Mapping[str, Any],
+    *,
+    dataset_name: str | None = None,
+    validate: bool = False,
+) -> list[dict]:
+    """Reads a COCO panoptic JSON into standard dataset dicts.
+
+    Cheap checks only (every file exists, every category id is known); pass
+    ``validate=True`` for the pixel-level checks of :func:`~.validation.check_record`.
+
+    Args:
+        json_file: the panoptic JSON, e.g. ``annotations/panoptic_val2017.json``.
+        image_dir: folder of the images, e.g. ``val2017``.
+        gt_dir: folder of the panoptic PNGs, e.g. ``annotations/panoptic_val2017``.
+        meta: metadata with ``thing_dataset_id_to_contiguous_id`` and
+            ``stuff_dataset_id_to_contiguous_id`` (see ``get_coco_panoptic_metadata``).
+        dataset_name: used in error messages.
+        validate: decode every image and PNG and raise on any problem.
+
+    Returns:
+        One dict per annotation, in JSON order: ``file_name``, ``image_id``, ``height``,
+        ``width``, ``pan_seg_file_name`` and ``segments_info`` (``id``, contiguous
+        ``category_id``, ``iscrowd``, ``area``, ``bbox`` [x, y, w, h], ``isthing``).
+
+    Raises:
+        FileNotFoundError: the JSON, a folder, an image or a PNG is missing (names it).
+        ValueError: an annotation has no image record or a segment an unknown category
+            (names the image and segment), or ``validate`` found a problem.
+    """
+    where = dataset_label(dataset_name, json_file)
+    data = read_json(json_file, "panoptic JSON", where)
+    require_dir(image_dir, "image folder", where)
+    require_dir(gt_dir, "panoptic PNG folder", where)
+    thing_map = {int(k): v for k, v in meta["thing_dataset_id_to_contiguous_id"].items()}
+    stuff_map = {int(k): v for k, v in meta["stuff_dataset_id_to_contiguous_id"].items()}
+    images = {img["id"]: img for img in data.get("images", [])}
+
+    dicts = []
+    for ann in data.get("annotations", []):
+        image_id = ann["image_id"]
+        if image_id not in images:
+            raise ValueError(
+                f"Annotation '{ann.get('file_name')}' of {where} refers to image id "
+                f"{image_id!r}, which is not in the 'images' list of '{json_file}'."
+            )
+        info = images[image_id]
+        # The image record names the image (jpg in COCO, png elsewhere); fall back to the
+        # annotation's stem + .jpg as the COCO panoptic API does.
+        image_name = info.get("file_name") or os.path.splitext(ann["file_name"])[0] + ".jpg"
+        image_file = os.path.join(image_dir, image_name)
+        pan_file = os.path.join(gt_dir, ann["file_name"])
+        require_file(image_file, f"image of image id {image_id!r}", where)
+        require_file(pan_file, f"panoptic PNG of image id {image_id!r}", where)
+        segments = []
+        for seg in ann["segments_info"]:
+            cat = int(seg["category_id"])
+            if cat in thing_map:
+                contiguous, isthing = thing_map[cat], True
+            elif cat in stuff_map:
+                contiguous, isthing = stuff_map[cat], False
+            else:
+                raise ValueError(
+                    f"Segment {seg['id']} of image '{image_name}' (annotation '{pan_file}') "
+                    f"in {where} has category id {cat}, which is not among the dataset's "
+                    "categories."
+                )
+            segments.append(
+                {
+                    "id": int(seg["id"]),
+                    "category_id": contiguous,
+                    "iscrowd": int(seg.get("iscrowd", 0)),
+                    "area": int(seg["area"]),
+                    "bbox": [float(v) for v in seg["bbox"]],
+                    "isthing": isthing,
+                }
+            )
+        dicts.append(
+            {
+                "file_name": image_file,
+                "image_id": image_id,
+                "height": int(info["height"]),
+                "width": int(info["width"]),
+                "pan_seg_file_name": pan_file,
+                "segments_info": segments,
+            }
+        )
+    if not dicts:
+        raise ValueError(f"The panoptic JSON '{json_file}' of {where} has no annotations.")
+    if validate:
+        validate_dicts(dicts, meta, where)
+    logger.info("Loaded %d images in COCO panoptic format from %s", len(dicts), json_file)
+    return dicts
+
+
+def register_coco_panoptic(
+    name: str,
+    metadata: Mapping[str, Any],
+    image_root: str,
+    panoptic_root: str,
+    panoptic_json: str,
+    instances_json: str | None = None,
+) -> None:
+    """Registers a dataset in COCO panoptic format in one call.
+
+    Nothing is read now; the files are read each time ``DatasetCatalog.get(name)`` runs,
+    with the metadata as it is then (so later ``MetadataCatalog.get(name).set(...)`` apply).
+
+    Args:
+        name: dataset name, e.g. ``"my_panoptic_train"``.
+        metadata: metadata fields, at least the two id maps; typically
+            ``get_coco_panoptic_metadata(categories)`` plus anything extra.
+        image_root: folder of the images.
+        panoptic_root: folder of the panoptic PNGs.
+        panoptic_json: the panoptic JSON.
+        instances_json: optional COCO instances JSON, recorded as ``json_file`` in the
+            metadata (for box/mask AP evaluation).
+    """
+    DatasetCatalog.register(
+        name,
+        lambda: load_coco_panoptic_json(
+            panoptic_json,
+            image_root,
+            panoptic_root,
+            MetadataCatalog.get(name).as_dict(),
+            dataset_name=name,
+        ),
+    )
+    fields: dict[str, Any] = {"evaluators": ["COCOPanopticEvaluator", "SemSegEvaluator"]}
+    fields.update(metadata)
+    fields.update(image_root=image_root, panoptic_root=panoptic_root, panoptic_json=panoptic_json)
+    if instances_json is not None:
+        fields["json_file"] = instances_json
+    MetadataCatalog.get(name).set(**fields)
+
+
+def get_panoptic_fpn_stuff_metadata(categories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Label space of the stuff-only PNGs of the separated form.
+
+    Label 0 is the merged "things" class, stuff categories sorted by original id get
+    ``1..S`` and void is 255 (Detectron2's choice, so its Panoptic FPN recipes carry over).
+
+    Args:
+        categories: COCO panoptic categories (``id``, ``name``, ``isthing``).
+
+    Returns:
+        ``sem_seg_classes``, ``sem_seg_dataset_id_to_contiguous_id`` (things map to 0),
+        ``sem_seg_num_classes`` (S + 1) and ``sem_seg_ignore_label`` (255).
+    """
+    stuff = sorted((c for c in categories if not c["isthing"]), key=lambda c: int(c["id"]))
+    if len(stuff) >= _PANOPTIC_FPN_IGNORE:
+        raise ValueError(f"{len(stuff)} stuff classes do not fit in an 8-bit PNG with void 255.")
+    id_map = {int(c["id"]): PANOPTIC_FPN_THINGS_LABEL for c in categories if c["isthing"]}
+    id_map.update({int(c["id"]): i + 1 for i, c in enumerate(stuff)})
+    return {
+        "sem_seg_classes": ["things"] + [c["name"] for c in stuff],
+        "sem_seg_dataset_id_to_contiguous_id": id_map,
+        "sem_seg_num_classes": len(stuff) + 1,
+        "sem_seg_ignore_label": _PANOPTIC_FPN_IGNORE,
+    }
+
+
+def separate_coco_semantic_from_panoptic(
+    panoptic_json: str, panoptic_root: str, sem_seg_root: str, categories: Sequence[Mapping]
+) -> int:
+    """Writes the stuff-only semantic PNGs of Panoptic FPN's separated COCO form.
+
+    Each output ``{sem_seg_root}/{stem}.png`` (stem of the panoptic PNG) is a single-channel
+    uint8 map: every thing pixel (crowd or not) is 0, stuff pixels are ``1..S`` (see
+    :func:`get_panoptic_fpn_stuff_metadata`), void is 255. Files are written atomically;
+    existing outputs are kept, so an interrupted run resumes.
+
+    Args:
+        panoptic_json: the panoptic JSON.
+        panoptic_root: folder of its PNGs.
+        sem_seg_root: output folder (created).
+        categories: the categories of the JSON's label space.
+
+    Returns:
+        The number of PNGs written (0 when all existed).
+
+    Raises:
+        ValueError: a segment's category is unknown or a JSON segment is absent from its PNG.
+    """
+    where = dataset_label(None, panoptic_json)
+    data = read_json(panoptic_json, "panoptic JSON", where)
+    id_map = get_panoptic_fpn_stuff_metadata(categories)["sem_seg_dataset_id_to_contiguous_id"]
+    os.makedirs(sem_seg_root, exist_ok=True)
+    written = 0
+    for ann in data["annotations"]:
+        out = os.path.join(sem_seg_root, os.path.splitext(ann["file_name"])[0] + ".png")
+        if os.path.isfile(out):
+            continue
+        pan_file = os.path.join(panoptic_root, ann["file_name"])
+        require_file(pan_file, "panoptic PNG", where)
+        with Image.open(pan_file) as img:
+            ids = rgb2id(np.asarray(img.convert("RGB")))
+        sem = np.full(ids.shape, _PANOPTIC_FPN_IGNORE, dtype=np.uint8)
+        for seg in ann["segments_info"]:
+            if int(seg["category_id"]) not in id_map:
+                raise ValueError(
+                    f"Segment {seg['id']} of '{pan_file}' has unknown category id "
+                    f"{seg['category_id']}."
+                )
+            mask = ids == seg["id"]
+            if not mask.any():
+                raise ValueError(f"Segment {seg['id']} of the JSON is missing from '{pan_file}'.")
+            sem[mask] = id_map[int(seg["category_id"])]
+        atomic_write(out, lambda f, sem=sem: Image.fromarray(sem).save(f, format="PNG"))
+        written += 1
+    logger.info("Wrote %d stuff-only PNGs to %s", written, sem_seg_root)
+    return written
+
+
+def _load_separated(
+    name: str,
+    image_root: str,
+    panoptic_root: str,
+    panoptic_json: str,
+    sem_seg_root: str,
+    instances_json: str,
+) -> list[dict]:
+    meta = MetadataCatalog.get(name).as_dict()
+    where = dataset_label(name, panoptic_json)
+    dicts = load_coco_panoptic_json(
+        panoptic_json, image_root, panoptic_root, meta, dataset_name=name
+    )
+    instances = {
+        d["image_id"]: d
+        for d in load_coco_json(instances_json, image_root, meta, dataset_name=name)
+    }
+    require_dir(sem_seg_root, "stuff semantic PNG folder", where)
+    for d in dicts:
+        if d["image_id"] not in instances:
+            raise ValueError(
+                f"Image id {d['image_id']!r} of the panoptic JSON '{panoptic_json}' is missing "
+                f"from the instances JSON '{instances_json}' of {where}."
+            )
+        d["annotations"] = instances[d["image_id"]]["annotations"]
+        stem = os.path.splitext(os.path.basename(d["pan_seg_file_name"]))[0]
+        d["sem_seg_file_name"] = os.path.join(sem_seg_root, stem + ".png")
+        require_file(d["sem_seg_file_name"], "stuff semantic PNG", where)
+    return dicts
+
+
+def register_coco_panoptic_separated(
+    name: str,
+    metadata: Mapping[str, Any],
+    image_root: str,
+    panoptic_root: str,
+    panoptic_json: str,
+    sem_seg_root: str,
+    instances_json: str,
+) -> None:
+    """Registers COCO panoptic in Panoptic FPN's "separated" form.
+
+    Each dict has the panoptic fields of :func:`load_coco_panoptic_json` (for panoptic
+    evaluation) plus ``annotations`` from ``instances_json`` (contiguous category ids,
+    ``bbox_mode`` ``"XYWH_ABS"``, polygons or RLE) and ``sem_seg_file_name`` of the
+    stuff-only PNG in ``sem_seg_root``, whose label space is described by the metadata
+    fields of :func:`get_panoptic_fpn_stuff_metadata` (``sem_seg_*``).
+
+    Args:
+        name: dataset name.
+        metadata: panoptic metadata (id maps); ``sem_seg_*`` fields should be included.
+        image_root: folder of the images.
+        panoptic_root: folder of the panoptic PNGs.
+        panoptic_json: the panoptic JSON.
+        sem_seg_root: folder of the stuff-only PNGs.
+        instances_json: the COCO instances JSON.
+    """
+    DatasetCatalog.register(
+        name,
+        lambda: _load_separated(
+            name, image_root, panoptic_root, panoptic_json, sem_seg_root, instances_json
+        ),
+    )
+    fields: dict[str, Any] = {"evaluators": ["COCOPanopticEvaluator", "SemSegEvaluator"]}
+    fields.update(metadata)
+    fields.update(
+        image_root=image_root,
+        panoptic_root=panoptic_root,
+        panoptic_json=panoptic_json,
+        sem_seg_root=sem_seg_root,
+        json_file=instances_json,
+    )
+    MetadataCatalog.get(name).set(**fields)
