@@ -1,9 +1,11 @@
 """Datasets: catalogs, dataset wrappers, samplers, loaders and the mapper registry.
 
-Importing this package is what registers the built-in datasets, so that every process
+Importing this package is what registers the built-in datasets (``.datasets.builtin``, no
+disk access) and the mappers (``.mappers``), so that every process
 (including spawned DDP and DataLoader workers) sees them; see :mod:`panoptic2.data.catalog`.
 """
 
+from . import mappers, transforms
 from .build import (
     DATA_MAPPER_REGISTRY,
     TRAIN_SAMPLERS,
@@ -16,6 +18,7 @@ from .build import (
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .common import DatasetFromList, MapDataset, PositionSeededDataset, derive_seed
+from .datasets import builtin  # noqa: F401  (registers the builtin dataset names)
 from .samplers import (
     AspectRatioGroupedBatchSampler,
     InferenceSampler,
@@ -26,6 +29,8 @@ from .samplers import (
 )
 
 __all__ = [
+    "mappers",
+    "transforms",
     "DATA_MAPPER_REGISTRY",
     "TRAIN_SAMPLERS",
     "AspectRatioGroupedBatchSampler",

@@ -1,0 +1,70 @@
+"""DeepLab2-compatible sharded records (TFRecord + ``tf.train.Example``), no TensorFlow needed.
+
+Writing: :func:`convert_coco_dataset`, :func:`convert_cityscapes_dataset` (behind
+``tools/build_{coco,cityscapes}_data.py``) and the building blocks :func:`encode_example`,
+:func:`encode_record`, :func:`write_sharded_records`. Reading: :func:`read_record_file`,
+:func:`parse_example`, :func:`decode_panoptic_record`, :class:`RecordDataset`,
+:class:`RecordStream`, :func:`register_records` and :func:`load_record_dict`.
+"""
+
+from .cityscapes import convert_cityscapes_dataset
+from .coco import convert_coco_dataset
+from .dataset import (
+    RecordDataset,
+    RecordStream,
+    expand_record_files,
+    load_record_dict,
+    load_record_dicts,
+    register_records,
+)
+from .example import encode_example, parse_example
+from .panoptic_label import generate_panoptic_label, read_panoptic_png
+from .segmentation import (
+    LABEL_FORMATS,
+    PANOPTIC_LABEL_FORMATS,
+    create_segmentation_features,
+    decode_label,
+    decode_panoptic_record,
+    encode_panoptic_label,
+)
+from .tfrecord import (
+    RecordError,
+    encode_record,
+    index_record_files,
+    masked_crc32c,
+    read_record_at,
+    read_record_file,
+    write_record,
+)
+from .writer import shard_filename, shard_ranges, write_sharded_records
+
+__all__ = [
+    "LABEL_FORMATS",
+    "PANOPTIC_LABEL_FORMATS",
+    "RecordDataset",
+    "RecordError",
+    "RecordStream",
+    "convert_cityscapes_dataset",
+    "convert_coco_dataset",
+    "create_segmentation_features",
+    "decode_label",
+    "decode_panoptic_record",
+    "encode_example",
+    "encode_panoptic_label",
+    "encode_record",
+    "expand_record_files",
+    "generate_panoptic_label",
+    "index_record_files",
+    "load_record_dict",
+    "load_record_dicts",
+    "masked_crc32c",
+    "parse_example",
+    "read_panoptic_png",
+    "read_record_at",
+    "read_record_file",
+    "register_records",
+    "shard_filename",
+    "shard_ranges",
+    "write_record",
+    "write_sharded_records",
+]

@@ -1,0 +1,198 @@
+"""COCO panoptic -> DeepLab2 record shards (the logic of ``tools/build_coco_data.py``).
+
+Reads the official layout::
+
+    {coco_root}/{train,val,test}2017/*.jpg
+    {coco_root}/annotations/panoptic_{train,val}2017.json
+    {coco_root}/annotations/panoptic_{train,val}2017/*.png
+
+and writes ``{split}-{i:05d}-of-{n:05d}.tfrecord`` shards with ``image/format`` ``jpeg`` and,
+except for ``test``, the panoptic label ``contiguous_id * 256 + instance`` (ignore 0).
+Contiguous ids come from the JSON's categories: things sorted by id, then stuff sorted by id,
+numbered from 1 (DeepLab2's mapping for the 133 COCO categories).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from panoptic2.data.datasets.metadata import get_coco_panoptic_metadata
+
+from .example import encode_example
+from .panoptic_label import generate_panoptic_label, read_panoptic_png
+from .segmentation import create_segmentation_features, encode_panoptic_label
+from .writer import write_sharded_records
+
+__all__ = ["COCO_SPLITS", "convert_coco_dataset", "list_coco_items"]
+
+logger = logging.getLogger(__name__)
+
+COCO_SPLITS = ("train", "val", "test")
+COCO_LABEL_DIVISOR = 256
+COCO_IGNORE_LABEL = 0
+
+
+class _CocoItem(NamedTuple):
+    """One image to convert; carries everything a worker needs (it is pickled)."""
+
+    image_path: str
+    stem: str
+    label_path: str | None
+    segments: list[dict] | None
+
+
+class _LabelSpace(NamedTuple):
+    id_mapping: dict[int, int]
+    thing_ids: frozenset[int]
+
+
+def _read_json(path: str, dataset: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{dataset}: annotation file {path} does not exist.") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{dataset}: annotation file {path} is not valid JSON: {e}") from e
+
+
+def list_coco_items(coco_root: str, split: str) -> tuple[list[_CocoItem], _LabelSpace | None]:
+    """Lists the images of a split (sorted) with their panoptic annotations.
+
+    Args:
+        coco_root: the COCO root folder.
+        split: ``train``, ``val`` or ``test`` (images only).
+
+    Returns:
+        The items in record order and the label space (None for ``test``).
+
+    Raises:
+        FileNotFoundError: the JSON or an image's panoptic PNG entry is missing.
+        ValueError: duplicated image ids, or an image without an annotation.
+    """
+    dataset = f"COCO panoptic {split} ({coco_root})"
+    image_dir = os.path.join(coco_root, f"{split}2017")
+    images = sorted(glob.glob(os.path.join(glob.escape(image_dir), "*.jpg")))
+    if split == "test":
+        return [
+            _CocoItem(p, os.path.splitext(os.path.basename(p))[0], None, None) for p in images
+        ], None
+    json_path = os.path.join(coco_root, "annotations", f"panoptic_{split}2017.json")
+    data = _read_json(json_path, dataset)
+    meta = get_coco_panoptic_metadata(data["categories"])
+    id_mapping = {
+        **meta["thing_dataset_id_to_contiguous_id"],
+        **meta["stuff_dataset_id_to_contiguous_id"],
+    }
+    label_space = _LabelSpace(id_mapping, frozenset(meta["thing_ids"]))
+    label_dir = os.path.join(coco_root, "annotations", f"panoptic_{split}2017")
+    annotations: dict[str, tuple[str, list[dict]]] = {}
+    seen_ids: set[Any] = set()
+    for ann in data["annotations"]:
+        if ann["image_id"] in seen_ids:
+            raise ValueError(f"{dataset}: image id {ann['image_id']} appears twice in {json_path}.")
+        seen_ids.add(ann["image_id"])
+        stem = os.path.splitext(ann["file_name"])[0]
+        annotations[stem] = (os.path.join(label_dir, ann["file_name"]), ann["segments_info"])
+    items = []
+    for path in images:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem not in annotations:
+            raise ValueError(f"{dataset}: image {path} has no annotation in {json_path}.")
+        label_path, segments = annotations[stem]
+        items.append(_CocoItem(path, stem, label_path, segments))
+    return items, label_space
+
+
+def _coco_example(
+    item: _CocoItem,
+    label_space: _LabelSpace | None,
+    treat_crowd_as_ignore: bool,
+    label_format: str,
+) -> bytes:
+    """Builds the serialized example of one image (runs in worker processes)."""
+    try:
+        with open(item.image_path, "rb") as f:
+            image_data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"COCO image {item.image_path} does not exist.") from None
+    label_data = None
+    if item.label_path is not None and label_space is not None:
+        panoptic = generate_panoptic_label(
+            read_panoptic_png(item.label_path),
+            item.segments or [],
+            id_mapping=label_space.id_mapping,
+            thing_ids=label_space.thing_ids,
+            label_divisor=COCO_LABEL_DIVISOR,
+            ignore_label=COCO_IGNORE_LABEL,
+            treat_crowd_as_ignore=treat_crowd_as_ignore,
+            image_name=item.image_path,
+        )
+        label_data = encode_panoptic_label(panoptic, label_format)
+    features = create_segmentation_features(
+        image_data, "jpeg", item.stem, label_data, label_format if label_data else None
+    )
+    return encode_example(features)
+
+
+def convert_coco_dataset(
+    coco_root: str,
+    output_dir: str,
+    splits: Sequence[str] = COCO_SPLITS,
+    treat_crowd_as_ignore: bool = True,
+    num_shards: int = 1000,
+    workers: int = 1,
+    label_format: str = "raw",
+    resume: bool = True,
+) -> dict[str, list[str]]:
+    """Converts COCO panoptic splits to DeepLab2 record shards.
+
+    A split whose image folder is absent is skipped with a log line (``test2017`` usually
+    is); a present ``train``/``val`` folder needs its panoptic JSON and PNGs.
+
+    Args:
+        coco_root: the COCO root folder (layout in the module docstring).
+        output_dir: where shards are written.
+        splits: the splits to convert.
+        treat_crowd_as_ignore: crowd thing pixels get semantic 0 (ignore) instead of their
+            class (instance 0 either way).
+        num_shards: shards per split.
+        workers: parallel processes.
+        label_format: ``raw`` (DeepLab2), ``png16`` or ``png_rgb`` (see
+            :mod:`panoptic2.data.records.segmentation`).
+        resume: skip shards that already exist.
+
+    Returns:
+        Split -> its shard paths, for the splits converted.
+
+    Raises:
+        ValueError: bad annotations; each message names the image and segment.
+        FileNotFoundError: no split found at all, or a missing annotation file.
+    """
+    written: dict[str, list[str]] = {}
+    for split in splits:
+        if split not in COCO_SPLITS:
+            raise ValueError(f"Unknown COCO split '{split}'; use {COCO_SPLITS}.")
+        if not os.path.isdir(os.path.join(coco_root, f"{split}2017")):
+            logger.info("COCO: no %s2017 folder in %s; skipping that split.", split, coco_root)
+            continue
+        items, label_space = list_coco_items(coco_root, split)
+        logger.info("COCO %s: %d images -> %d shards.", split, len(items), num_shards)
+        example_fn = functools.partial(
+            _coco_example,
+            label_space=label_space,
+            treat_crowd_as_ignore=treat_crowd_as_ignore,
+            label_format=label_format,
+        )
+        written[split] = write_sharded_records(
+            output_dir, split, items, example_fn, num_shards, workers=workers, resume=resume
+        )
+    if not written:
+        raise FileNotFoundError(f"No COCO image folder of {list(splits)} found in {coco_root}.")
+    return written

@@ -1,0 +1,135 @@
+"""Tests of tools/build_coco_data.py: COCO layout -> records -> our reader, round trip."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from panoptic2.data.records import RecordDataset, convert_coco_dataset
+from tests.data.records.fixtures import (
+    COCO_CONTIGUOUS,
+    COCO_THING_IDS,
+    make_coco_fixture,
+    reference_panoptic,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOL = os.path.join(REPO, "tools", "build_coco_data.py")
+
+
+def _tool_main():
+    spec = importlib.util.spec_from_file_location("build_coco_data", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _check_split(root, out, split, mapping, thing_ids, crowd_as_ignore=True, num_shards=None):
+    """Asserts the split's records hold every image and exactly the reference labels."""
+    with open(os.path.join(root, "annotations", f"panoptic_{split}2017.json")) as f:
+        anns = {a["file_name"][:-4]: a for a in json.load(f)["annotations"]}
+    files = sorted(p for p in os.listdir(out) if p.startswith(f"{split}-"))
+    if num_shards is not None:
+        assert files == [f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+    records = list(RecordDataset([os.path.join(out, p) for p in files]))
+    assert [r["file_name"] for r in records] == sorted(anns)  # sorted image order
+    for rec in records:
+        stem = rec["file_name"]
+        png = os.path.join(root, "annotations", f"panoptic_{split}2017", stem + ".png")
+        ref = reference_panoptic(
+            png, anns[stem]["segments_info"], mapping, thing_ids, 256, 0, crowd_as_ignore
+        )
+        assert rec["panoptic_label"].dtype == np.int32
+        np.testing.assert_array_equal(rec["panoptic_label"], ref)
+        original = Image.open(os.path.join(root, f"{split}2017", stem + ".jpg"))
+        image = np.asarray(original.convert("RGB")).astype(np.int16)
+        if original.mode == "RGB":  # original bytes stored
+            np.testing.assert_array_equal(rec["image"], image)
+        else:  # converted to RGB and re-encoded: lossy, but close
+            assert np.abs(rec["image"] - image).max() <= 8
+    return records
+
+
+def test_fixture_round_trip_function(tmp_path):
+    root = make_coco_fixture(str(tmp_path / "coco"))
+    out = str(tmp_path / "rec")
+    written = convert_coco_dataset(root, out, num_shards=2, workers=2)
+    assert set(written) == {"train", "val"}  # no test2017 folder: no test shards
+    for split in ("train", "val"):
+        records = _check_split(root, out, split, COCO_CONTIGUOUS, COCO_THING_IDS, num_shards=2)
+        # Crowd pixels (the fixture's segment 555) are ignore, not their class.
+        assert all((r["panoptic_label"] // 256 <= 4).all() for r in records)
+
+
+def test_fixture_crowd_kept_and_png16(tmp_path):
+    root = make_coco_fixture(str(tmp_path / "coco"))
+    out = str(tmp_path / "rec")
+    _tool_main()(["--coco_root", root, "--output_dir", out, "--num_shards", "3", "--workers", "1",
+                  "--treat_crowd_as_ignore=false", "--label_format", "png16"])  # fmt: skip
+    records = _check_split(root, out, "val", COCO_CONTIGUOUS, COCO_THING_IDS, crowd_as_ignore=False)
+    assert {r["label_format"] for r in records} == {"png16"}
+
+
+def test_test_split_has_images_only(tmp_path):
+    root = make_coco_fixture(str(tmp_path / "coco"), num_train=1, num_val=1)
+    os.makedirs(os.path.join(root, "test2017"))
+    Image.new("RGB", (6, 4), (1, 2, 3)).save(os.path.join(root, "test2017", "000000000009.jpg"))
+    out = str(tmp_path / "rec")
+    convert_coco_dataset(root, out, splits=["test"], num_shards=1)
+    (rec,) = RecordDataset(os.path.join(out, "test-00000-of-00001.tfrecord"))
+    assert rec["panoptic_label"] is None and rec["file_name"] == "000000000009"
+    assert rec["image"].shape == (4, 6, 3)
+
+
+def test_bad_area_names_image_and_segment(tmp_path):
+    root = make_coco_fixture(str(tmp_path / "coco"), num_train=1, num_val=1)
+    path = os.path.join(root, "annotations", "panoptic_val2017.json")
+    with open(path) as f:
+        data = json.load(f)
+    data["annotations"][0]["segments_info"][0]["area"] += 1
+    with open(path, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(
+        ValueError, match=r"Image .*val2017/000000000002.jpg, segment 300: .*'area'"
+    ):
+        convert_coco_dataset(root, str(tmp_path / "rec"), splits=["val"], num_shards=1)
+
+
+def test_cli_subprocess_on_shapes(tmp_path):
+    shapes = pytest.importorskip("panoptic2.data.datasets.shapes")
+    root = str(tmp_path / "shapes")
+    shapes.generate_shapes(root, "coco", num_train=3, num_val=2, seed=0)
+    out = str(tmp_path / "rec")
+    cmd = [
+        sys.executable,
+        TOOL,
+        "--coco_root",
+        root,
+        "--output_dir",
+        out,
+        "--num_shards",
+        "2",
+        "--workers",
+        "2",
+    ]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(root, "annotations", "panoptic_val2017.json")) as f:
+        categories = json.load(f)["categories"]
+    things = sorted(c["id"] for c in categories if c["isthing"])
+    stuff = sorted(c["id"] for c in categories if not c["isthing"])
+    mapping = {cid: i + 1 for i, cid in enumerate(things + stuff)}
+    for split in ("train", "val"):
+        _check_split(root, out, split, mapping, set(range(1, len(things) + 1)), num_shards=2)
+    # Resume: a rerun leaves complete shards untouched.
+    mtimes = {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in os.listdir(out)}
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in os.listdir(out)} == mtimes
