@@ -277,3 +277,54 @@ _C.INPUT.SMALL_INSTANCE_WEIGHT = 3.0
 _C.INPUT.IGNORE_STUFF_IN_OFFSET = True
 _C.INPUT.IGNORE_CROWD_IN_SEMANTIC = False
 
+
+# ---------------------------------------------------------------------------------------
+# Backbones: ResNet / ResNet-Beta, MobileNetV3, Wide-ResNet-41 / SWideRNet (modeling/backbone)
+# ---------------------------------------------------------------------------------------
+# Detectron2 names and semantics (plus its DeepLab project's STEM_TYPE / RES4_DILATION /
+# RES5_MULTI_GRID). Output stride 32: dilations 1, 1; 16: RES5_DILATION 2; 8: 2 and 4.
+_C.MODEL.RESNETS = CN()
+# 18, 34, 50, 101 or 152.
+_C.MODEL.RESNETS.DEPTH = 50
+# Among "stem", "res2", "res3", "res4", "res5".
+_C.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.RESNETS.NORM = "BN"
+# "basic" (7x7 conv) or "deeplab" (ResNet-Beta: three 3x3 convs; use STEM_OUT_CHANNELS 128).
+_C.MODEL.RESNETS.STEM_TYPE = "basic"
+_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256
+_C.MODEL.RESNETS.NUM_GROUPS = 1
+_C.MODEL.RESNETS.WIDTH_PER_GROUP = 64
+# False: stride in the 3x3 conv (torchvision weights); True: in the 1x1 (MSRA / Detectron2).
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = False
+_C.MODEL.RESNETS.RES4_DILATION = 1
+_C.MODEL.RESNETS.RES5_DILATION = 1
+# Per-block factors of res5's atrous rate, one per res5 block (DeepLabV3 uses [1, 2, 4]).
+_C.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]
+
+_C.MODEL.MOBILENET = CN()
+# "large" or "small" (MobileNetV3).
+_C.MODEL.MOBILENET.VARIANT = "large"
+# 32, or 16 (the last stage dilated).
+_C.MODEL.MOBILENET.OUTPUT_STRIDE = 32
+# Among "res2" (stride 4), "res3" (8), "res4" (16), "res5" (32 or 16).
+_C.MODEL.MOBILENET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.MOBILENET.NORM = "BN"
+_C.MODEL.MOBILENET.WIDTH_MULTIPLIER = 1.0
+
+# Defaults are Wide-ResNet-41; SWideRNet-SAC-(1, 1, x): LAYER_MULTIPLIER x, USE_SAC_BEYOND_STRIDE 32.
+_C.MODEL.SWIDERNET = CN()
+_C.MODEL.SWIDERNET.STEM_WIDTH_MULTIPLIER = 1.0
+_C.MODEL.SWIDERNET.WIDTH_MULTIPLIER = 1.0
+_C.MODEL.SWIDERNET.LAYER_MULTIPLIER = 1.0
+# Switchable atrous convolution in stages whose original output stride is >= this (0: none).
+_C.MODEL.SWIDERNET.USE_SAC_BEYOND_STRIDE = 0
+# 32, 16 or 8 (DeepLab2's Panoptic-DeepLab configs use 16).
+_C.MODEL.SWIDERNET.OUTPUT_STRIDE = 16
+# Among "stem" (stride 2), "res1" (2), "res2" (4), "res3" (8), "res4" (16), "res5" (32).
+_C.MODEL.SWIDERNET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.SWIDERNET.NORM = "BN"
+# Drop path (stochastic depth) keep probability in stages beyond stride 4; 1.0 disables it.
+_C.MODEL.SWIDERNET.DROP_PATH_KEEP_PROB = 1.0
+# "constant" or "linear" (from 1.0 at the stem to DROP_PATH_KEEP_PROB at res5), as DeepLab2.
+_C.MODEL.SWIDERNET.DROP_PATH_SCHEDULE = "constant"

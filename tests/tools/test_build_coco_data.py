@@ -103,7 +103,8 @@ def test_bad_area_names_image_and_segment(tmp_path):
 
 
 def test_cli_subprocess_on_shapes(tmp_path):
-    shapes = pytest.importorskip("panoptic2.data.datasets.shapes")
+    from panoptic2.data.datasets import shapes
+
     root = str(tmp_path / "shapes")
     shapes.generate_shapes(root, "coco", num_train=3, num_val=2, seed=0)
     out = str(tmp_path / "rec")

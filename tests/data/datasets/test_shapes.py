@@ -129,7 +129,8 @@ def test_coco_panoptic_png_matches_json(coco_dir):
 
 
 def test_coco_instances_match_panoptic(coco_dir):
-    ndimage = pytest.importorskip("scipy.ndimage")
+    from scipy import ndimage
+
     ann = os.path.join(coco_dir, "annotations")
     pan = _read_json(os.path.join(ann, "panoptic_train2017.json"))
     inst = _read_json(os.path.join(ann, "instances_train2017.json"))
