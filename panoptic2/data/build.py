@@ -80,7 +80,9 @@ def get_dataset_dicts(names: Sequence[str], filter_empty: bool = False) -> list[
             neither key (semantic-only datasets) are kept.
 
     Returns:
-        The concatenated dataset dicts.
+        The concatenated dataset dicts. Each carries ``dataset_name`` (set unless the reader
+        set it), so mappers can name the dataset in errors and models can look up the
+        metadata of the dataset being evaluated.
 
     Raises:
         TypeError: ``names`` is a string, or a dataset contains non-dict items.
@@ -104,6 +106,8 @@ def get_dataset_dicts(names: Sequence[str], filter_empty: bool = False) -> list[
             raise TypeError(
                 f"Dataset '{name}': item {bad} is a {type(dicts[bad]).__name__}, not a dict."
             )
+        for d in dicts:
+            d.setdefault("dataset_name", name)
         dataset_dicts.extend(dicts)
     if filter_empty:
         before = len(dataset_dicts)

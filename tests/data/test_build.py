@@ -53,6 +53,8 @@ def registered():
 def test_get_dataset_dicts_concatenates_and_validates(registered):
     got = get_dataset_dicts(["_test_build_a", "_test_build_b"])
     assert [d["image_id"] for d in got] == [0, 1, 2, 3, 4, 100, 101, 102]
+    # Each dict names the dataset it came from (models read that dataset's metadata).
+    assert [d["dataset_name"] for d in got] == ["_test_build_a"] * 5 + ["_test_build_b"] * 3
     with pytest.raises(TypeError, match=r"got the string '_test_build_a'.*\['_test_build_a'\]"):
         get_dataset_dicts("_test_build_a")
     with pytest.raises(ValueError, match="'_test_build_empty' is empty"):
@@ -267,7 +269,7 @@ def test_test_loader_from_config_in_order(registered):
     cfg.DATALOADER.NUM_WORKERS = 0
     loader = build_test_loader(cfg, "_test_build_b")
     batches = list(loader)
-    assert batches == [[d] for d in make_dicts(3, offset=100)]
+    assert batches == [[{**d, "dataset_name": "_test_build_b"}] for d in make_dicts(3, offset=100)]
     both = build_test_loader(
         cfg, ["_test_build_a", "_test_build_b"], mapper=lambda d: d["image_id"]
     )
