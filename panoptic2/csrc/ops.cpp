@@ -26,4 +26,18 @@ TORCH_LIBRARY(panoptic2, m) {
   m.def("cuda_version() -> int");
   m.def("compiler_version() -> str");
   m.def("has_cuda_kernels() -> bool");
+
+  // Panoptic-DeepLab post-processing (kernels: cpu/ and cuda/panoptic_deeplab_postprocess.*).
+  // The fake (meta) kernels are registered from Python, in the module named here (torch's
+  // error names it when a fake kernel is needed before that module was imported).
+  m.impl_abstract_pystub("panoptic2.modeling.postprocessing._fake");
+  // centers (K, 2) int64 (y, x); offsets (2, H, W) float32 (dy, dx); thing_mask (H, W) bool.
+  // Returns (H, W) int64: 1 + index of the nearest center on thing pixels, 0 elsewhere.
+  m.def("group_pixels(Tensor centers, Tensor offsets, Tensor thing_mask) -> Tensor");
+  // sem_seg (H, W) int64 in [0, C); ins_seg (H, W) int64 in [0, num_instances];
+  // thing_mask (H, W) bool; is_thing_class (C,) bool. Returns the (H, W) int64 panoptic map.
+  m.def(
+      "merge_semantic_and_instance(Tensor sem_seg, Tensor ins_seg, Tensor thing_mask, "
+      "Tensor is_thing_class, int num_instances, int label_divisor, int stuff_area, "
+      "int void_label) -> Tensor");
 }

@@ -1,0 +1,23 @@
+"""Post-processing of model outputs into panoptic and instance predictions.
+
+Panoptic-DeepLab's grouping and merge run in the compiled ``panoptic2._C`` kernels (CPU,
+CUDA) when available and in the equivalent PyTorch reference otherwise.
+"""
+
+from .instances import get_instance_predictions
+from .panoptic_deeplab import (
+    find_instance_center,
+    get_panoptic_segmentation,
+    get_panoptic_segmentation_batched,
+    group_pixels,
+    merge_semantic_and_instance,
+)
+
+__all__ = [
+    "find_instance_center",
+    "get_instance_predictions",
+    "get_panoptic_segmentation",
+    "get_panoptic_segmentation_batched",
+    "group_pixels",
+    "merge_semantic_and_instance",
+]
