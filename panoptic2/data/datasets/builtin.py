@@ -26,7 +26,6 @@ from .coco_panoptic import (
     separate_coco_semantic_from_panoptic,
 )
 from .metadata import (
-    SEM_SEG_EVALUATORS,
     get_cityscapes_metadata,
     get_coco_panoptic_metadata,
     get_voc_metadata,
@@ -45,6 +44,16 @@ __all__ = [
 _COCO_SPLITS = {"train": "train2017", "val": "val2017"}
 _CITYSCAPES_SPLITS = ("train", "val")
 _INSTANCE_EVALUATORS = ["CityscapesInstanceEvaluator"]
+# Cityscapes' official metrics (cityscapesscripts); the instance AP of box-free models comes
+# from their panoptic thing segments.
+_CITYSCAPES_SEM_SEG_EVALUATORS = ["CityscapesSemSegEvaluator"]
+_CITYSCAPES_PANOPTIC_EVALUATORS = [
+    "CityscapesPanopticEvaluator",
+    "CityscapesSemSegEvaluator",
+    "CityscapesInstanceEvaluator",
+]
+# The separated datasets carry instances (Panoptic FPN): box and mask AP as well.
+_SEPARATED_EVALUATORS = ["COCOPanopticEvaluator", "SemSegEvaluator", "COCOEvaluator"]
 
 
 def get_datasets_root() -> str:
@@ -131,7 +140,12 @@ def _register_coco_like(
         static = _coco_paths(static_folder, split)
         panoptic, separated = (n.format(split=split) for n in names)
         _register(panoptic, {**meta, **static}, paths, _load_coco_panoptic(panoptic))
-        _register(separated, {**meta, **static}, paths, _load_coco_separated(separated, make_stuff))
+        _register(
+            separated,
+            {**meta, **static, "evaluators": list(_SEPARATED_EVALUATORS)},
+            paths,
+            _load_coco_separated(separated, make_stuff),
+        )
 
 
 def register_all_coco() -> None:
@@ -171,7 +185,7 @@ def _register_cityscapes_like(prefix: str, folder_of: Callable[[], str], static:
         name = f"{prefix}_fine_panoptic_{split}"
         _register(
             name,
-            {**meta, **at_reg},
+            {**meta, **at_reg, "evaluators": list(_CITYSCAPES_PANOPTIC_EVALUATORS)},
             paths,
             lambda p, m, name=name: load_cityscapes_panoptic(
                 p["image_root"], p["panoptic_root"], p["panoptic_json"], m, dataset_name=name
@@ -180,7 +194,7 @@ def _register_cityscapes_like(prefix: str, folder_of: Callable[[], str], static:
         name = f"{prefix}_fine_sem_seg_{split}"
         _register(
             name,
-            {**meta, **at_reg, "evaluators": list(SEM_SEG_EVALUATORS)},
+            {**meta, **at_reg, "evaluators": list(_CITYSCAPES_SEM_SEG_EVALUATORS)},
             paths,
             lambda p, m, name=name: load_cityscapes_semantic(
                 p["image_root"], p["gt_dir"], dataset_name=name, meta=m

@@ -55,7 +55,9 @@ def test_all_names_registered_with_metadata_without_files(monkeypatch, tmp_path)
         "COCOPanopticEvaluator",
         "SemSegEvaluator",
     ]
-    assert MetadataCatalog.get("cityscapes_fine_sem_seg_val").evaluators == ["SemSegEvaluator"]
+    assert MetadataCatalog.get("cityscapes_fine_sem_seg_val").evaluators == [
+        "CityscapesSemSegEvaluator"
+    ]
     assert MetadataCatalog.get("cityscapes_fine_panoptic_val").label_divisor == 1000
     assert MetadataCatalog.get("voc_2012_sem_seg_val").num_classes == 21
     assert MetadataCatalog.get("shapes_panoptic_val").num_classes == 7

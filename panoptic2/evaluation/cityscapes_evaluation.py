@@ -1,0 +1,512 @@
+"""Cityscapes' official metrics, computed by ``cityscapesscripts`` itself.
+
+Each evaluator writes the predictions in the format the official script reads, under
+``output_dir`` (normally ``OUTPUT_DIR/inference/<dataset>``, which every rank must see: in a
+multi-machine job it has to be on a shared filesystem). Every rank writes the files of its own
+images in ``process``; ``evaluate`` waits for all ranks, then the main process runs the script
+on the union of the files and returns its numbers on the 0-100 scale:
+
+* :class:`CityscapesSemSegEvaluator` -> ``evalPixelLevelSemanticLabeling``: one label-id PNG
+  per image; ``{"sem_seg": {"IoU", "iIoU", "IoU_sup", "iIoU_sup"}}``.
+* :class:`CityscapesInstanceEvaluator` -> ``evalInstanceLevelSemanticLabeling``: one binary
+  mask PNG per instance and one ``{image}_pred.txt`` listing ``mask label_id score`` per
+  image; ``{"segm": {"AP", "AP50"}}``.
+* :class:`CityscapesPanopticEvaluator` -> ``evalPanopticSemanticLabeling``: COCO panoptic
+  PNGs + JSON with the ground truth JSON's category ids; ``{"panoptic_seg": {"PQ", "SQ",
+  "RQ", "PQ_th", ..., "PQ_st", ...}}``.
+
+The scripts' options are set on a private copy of their module-level ``args`` object, so
+neither the ``CITYSCAPES_*`` environment variables nor an earlier evaluation leak in. Ground
+truth comes from the dataset metadata (``gt_dir``, ``panoptic_json``, ``panoptic_root``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import types
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tabulate import tabulate
+
+from panoptic2.config import configurable
+from panoptic2.utils import comm
+from panoptic2.utils.file_io import atomic_write
+
+from .build import EVALUATOR_REGISTRY
+from .evaluator import DatasetEvaluator
+
+__all__ = [
+    "CityscapesInstanceEvaluator",
+    "CityscapesPanopticEvaluator",
+    "CityscapesSemSegEvaluator",
+    "cityscapes_numpy_compat",
+]
+
+logger = logging.getLogger(__name__)
+
+_IMAGE_SUFFIX = "_leftImg8bit"
+
+
+def cityscapes_stem(file_name: str) -> str:
+    """``.../frankfurt_000000_000019_leftImg8bit.png`` -> ``frankfurt_000000_000019``."""
+    stem = os.path.splitext(os.path.basename(file_name))[0]
+    return stem[: -len(_IMAGE_SUFFIX)] if stem.endswith(_IMAGE_SUFFIX) else stem
+
+
+@contextlib.contextmanager
+def _official_script(what: str, dataset_name: str) -> Iterator[io.StringIO]:
+    """Captures the script's prints (logged at debug) and turns its ``sys.exit`` into an error.
+
+    ``cityscapesscripts`` reports problems with ``printError``, which prints and exits the
+    process; inside a training job that must become an exception naming the dataset.
+    """
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            yield out
+    except SystemExit as e:
+        tail = "\n".join(out.getvalue().strip().splitlines()[-5:])
+        raise RuntimeError(
+            f"cityscapesscripts' {what} failed on dataset {dataset_name!r}:\n{tail}"
+        ) from e
+    finally:
+        if out.getvalue():
+            logger.debug("cityscapesscripts %s output:\n%s", what, out.getvalue())
+
+
+class _NumpyCompat:
+    """numpy as ``cityscapesscripts`` 2.x expects it: NumPy 2.4 removed ``np.in1d``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def in1d(ar1: Any, ar2: Any, assume_unique: bool = False, invert: bool = False) -> Any:
+        return np.isin(np.ravel(ar1), ar2, assume_unique=assume_unique, invert=invert)
+
+
+@contextlib.contextmanager
+def cityscapes_numpy_compat(*modules: types.ModuleType) -> Iterator[None]:
+    """Gives the ``np`` of the given ``cityscapesscripts`` modules the removed ``in1d``.
+
+    Only those modules' global name is swapped, for the duration of the block; numpy itself
+    is left untouched. A no-op where numpy still has ``in1d``.
+
+    Args:
+        modules: modules that call ``np.in1d`` (the evaluation scripts).
+    """
+    if hasattr(np, "in1d"):
+        yield
+        return
+    saved = [(m, m.np) for m in modules]
+    for m in modules:
+        m.np = _NumpyCompat()
+    try:
+        yield
+    finally:
+        for m, original in saved:
+            m.np = original
+
+
+def _save_png(path: str, array: np.ndarray) -> None:
+    def write(f) -> None:
+        Image.fromarray(array).save(f, format="PNG")
+
+    atomic_write(path, write)
+
+
+def _save_json(path: str, obj: Any) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj).encode("utf-8")))
+
+
+class CityscapesEvaluator(DatasetEvaluator):
+    """Shared plumbing: the prediction folder, per-rank writing and the final gather.
+
+    Args:
+        dataset_name: a registered Cityscapes-layout dataset.
+        output_dir: where the predictions go (``{output_dir}/{subdir}``), visible to every
+            rank. None: a temporary directory, allowed in single-process runs only.
+    """
+
+    _SUBDIR = "cityscapes"
+
+    @configurable
+    def __init__(self, dataset_name: str, output_dir: str | None = None):
+        from panoptic2.data import MetadataCatalog
+
+        self._dataset_name = dataset_name
+        self._metadata = MetadataCatalog.get(dataset_name)
+        self._output_dir = output_dir
+        self._pred_dir = ""
+        self._records: list[Any] = []
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
+        return {"dataset_name": dataset_name, "output_dir": output_dir}
+
+    def _class_label(self, contiguous_id: int) -> Any:
+        """The ``cityscapesscripts`` label of a contiguous class, looked up by its name."""
+        from cityscapesscripts.helpers.labels import name2label
+
+        classes = self._metadata.get("classes")
+        if classes is None or not 0 <= contiguous_id < len(classes):
+            raise ValueError(
+                f"Dataset {self._dataset_name!r}: class {contiguous_id} is outside the "
+                f"metadata 'classes' ({0 if classes is None else len(classes)} classes)."
+            )
+        name = classes[contiguous_id]
+        if name not in name2label:
+            raise ValueError(
+                f"Dataset {self._dataset_name!r}: class {contiguous_id} ({name!r}) is not a "
+                "Cityscapes label name; the Cityscapes evaluators need Cityscapes classes."
+            )
+        return name2label[name]
+
+    def reset(self) -> None:
+        self._records = []
+        if self._output_dir is None:
+            if comm.get_world_size() > 1:
+                raise ValueError(
+                    f"{type(self).__name__} of {self._dataset_name!r} needs an output_dir "
+                    "that every rank can see when running in several processes."
+                )
+            self._pred_dir = tempfile.mkdtemp(prefix=f"{self._SUBDIR}_")
+            return
+        self._pred_dir = os.path.abspath(os.path.join(self._output_dir, self._SUBDIR))
+        if comm.is_main_process():
+            # Files of an earlier round (other images) must not reach the script.
+            shutil.rmtree(self._pred_dir, ignore_errors=True)
+            os.makedirs(self._pred_dir, exist_ok=True)
+        comm.synchronize()
+
+    def _gathered_records(self) -> list[Any] | None:
+        """Waits for every rank's files; returns all ranks' records on the main process."""
+        comm.synchronize()
+        parts = comm.gather(self._records)
+        if not comm.is_main_process():
+            return None
+        records = [r for part in parts for r in part]
+        if not records:
+            logger.warning(
+                "%s of %r received no predictions.", type(self).__name__, self._dataset_name
+            )
+        return records
+
+    def _gt_file(self, stem: str, suffix: str) -> str:
+        gt_dir = self._metadata.get("gt_dir")
+        if not gt_dir:
+            raise KeyError(
+                f"Dataset {self._dataset_name!r} has no 'gt_dir' metadata (gtFine/<split>); "
+                f"{type(self).__name__} needs it."
+            )
+        path = os.path.abspath(os.path.join(gt_dir, stem.split("_")[0], stem + suffix))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Ground truth '{path}' of image '{stem}' (dataset {self._dataset_name!r}) "
+                "does not exist."
+            )
+        return path
+
+
+@EVALUATOR_REGISTRY.register()
+class CityscapesSemSegEvaluator(CityscapesEvaluator):
+    """Pixel-level semantic labeling: IoU and iIoU over classes and categories.
+
+    ``process`` reads ``output["sem_seg"]`` ((C, H, W) scores over the contiguous classes,
+    at the original size), takes the argmax and writes it as Cityscapes label ids.
+    """
+
+    _SUBDIR = "cityscapes_sem_seg"
+
+    def _label_id_lut(self, num_classes: int) -> np.ndarray:
+        if not hasattr(self, "_lut") or len(self._lut) != num_classes:
+            self._lut = np.array(
+                [self._class_label(c).id for c in range(num_classes)], dtype=np.uint8
+            )
+        return self._lut
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        for inp, out in zip(inputs, outputs):
+            stem = cityscapes_stem(inp["file_name"])
+            pred = out["sem_seg"].argmax(dim=0).to(torch.int64).cpu().numpy()
+            label_ids = self._label_id_lut(out["sem_seg"].shape[0])[pred]
+            _save_png(os.path.join(self._pred_dir, stem + "_pred.png"), label_ids)
+            self._records.append(stem)
+
+    def evaluate(self) -> dict[str, Any]:
+        stems = self._gathered_records()
+        if stems is None:
+            return {}
+        import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cs_eval
+
+        args = copy.copy(cs_eval.args)
+        args.predictionPath = self._pred_dir
+        args.predictionWalk = None
+        args.evalInstLevelScore = True
+        args.evalPixelAccuracy = False
+        args.JSONOutput = False
+        args.quiet = True
+        args.colorized = False
+        args.bold = args.nocol = ""
+        stems = sorted(set(stems))
+        gts = [self._gt_file(s, "_gtFine_labelIds.png") for s in stems]
+        for s in stems:  # its instance scores also read the instanceIds PNG
+            self._gt_file(s, "_gtFine_instanceIds.png")
+        preds = [os.path.join(self._pred_dir, s + "_pred.png") for s in stems]
+        with (
+            _official_script("pixel-level evaluation", self._dataset_name),
+            cityscapes_numpy_compat(cs_eval),
+        ):
+            res = cs_eval.evaluateImgLists(preds, gts, args)
+        classes = sorted(res["classScores"].items(), key=lambda kv: kv[0])
+        table = [(name, 100 * iou, 100 * res["classInstScores"][name]) for name, iou in classes]
+        logger.info(
+            "Cityscapes pixel-level results of %s:\n%s",
+            self._dataset_name,
+            tabulate(table, headers=["class", "IoU", "iIoU"], floatfmt=".3f"),
+        )
+        return {
+            "sem_seg": {
+                "IoU": 100.0 * float(res["averageScoreClasses"]),
+                "iIoU": 100.0 * float(res["averageScoreInstClasses"]),
+                "IoU_sup": 100.0 * float(res["averageScoreCategories"]),
+                "iIoU_sup": 100.0 * float(res["averageScoreInstCategories"]),
+            }
+        }
+
+
+def _instances_of(output: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(masks (N, H, W) bool, classes (N,) int64 contiguous, scores (N,) float64)``.
+
+    From ``output["instances"]`` when the model predicts them, else from the thing segments
+    of ``output["panoptic_seg"]`` (score from ``segments_info``, 1.0 when absent).
+    """
+    if "instances" in output:
+        ins = output["instances"]
+        return (
+            ins["pred_masks"].to(torch.bool).cpu().numpy(),
+            ins["pred_classes"].to(torch.int64).cpu().numpy(),
+            ins["scores"].to(torch.float64).cpu().numpy(),
+        )
+    if "panoptic_seg" not in output:
+        raise KeyError(
+            "CityscapesInstanceEvaluator needs 'instances' or 'panoptic_seg' in the model "
+            f"outputs; got keys {sorted(output)}"
+        )
+    id_map, segments = output["panoptic_seg"]
+    id_map = torch.as_tensor(id_map).cpu().numpy()
+    things = [s for s in segments if s.get("isthing", False)]
+    masks = np.stack([id_map == s["id"] for s in things]) if things else np.zeros((0, 1, 1), bool)
+    return (
+        masks,
+        np.array([s["category_id"] for s in things], dtype=np.int64),
+        np.array([float(s.get("score", 1.0)) for s in things], dtype=np.float64),
+    )
+
+
+@EVALUATOR_REGISTRY.register()
+class CityscapesInstanceEvaluator(CityscapesEvaluator):
+    """Instance-level semantic labeling: AP (IoU 0.5:0.95) and AP50, official script.
+
+    ``process`` reads ``output["instances"]`` (``pred_masks`` (N, H, W) bool,
+    ``pred_classes`` (N,) int64 contiguous, ``scores`` (N,) float) or, for box-free models
+    without it, the thing segments of ``output["panoptic_seg"]``.
+    """
+
+    _SUBDIR = "cityscapes_instance"
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        for inp, out in zip(inputs, outputs):
+            stem = cityscapes_stem(inp["file_name"])
+            masks, classes, scores = _instances_of(out)
+            lines = []
+            for i, (mask, cls, score) in enumerate(zip(masks, classes, scores)):
+                label = self._class_label(int(cls))
+                png = f"{stem}_{i}_{label.name.replace(' ', '_')}.png"
+                _save_png(os.path.join(self._pred_dir, png), mask.astype(np.uint8) * 255)
+                # repr keeps the score exact: the ranking must be the model's.
+                lines.append(f"{png} {label.id} {float(score)!r}\n")
+            txt = os.path.join(self._pred_dir, stem + "_pred.txt")
+            atomic_write(txt, lambda f, lines=lines: f.write("".join(lines).encode("utf-8")))
+            self._records.append(stem)
+
+    def evaluate(self) -> dict[str, Any]:
+        stems = self._gathered_records()
+        if stems is None:
+            return {}
+        import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as cs_eval
+        from cityscapesscripts.evaluation.instances2dict import instances2dict
+
+        args = copy.copy(cs_eval.args)
+        args.predictionPath = self._pred_dir
+        args.predictionWalk = None
+        args.JSONOutput = False
+        args.quiet = True
+        args.colorized = False
+        args.distanceAvailable = False
+        stems = sorted(set(stems))
+        gts = [self._gt_file(s, "_gtFine_instanceIds.png") for s in stems]
+        preds = [os.path.join(self._pred_dir, s + "_pred.txt") for s in stems]
+        # The script's evaluateImgLists would cache the ground truth in a JSON inside the
+        # installed package and write "matches.json" to the working directory; run its steps
+        # directly instead, with the ground truth read fresh.
+        with (
+            _official_script("instance-level evaluation", self._dataset_name),
+            cityscapes_numpy_compat(cs_eval),
+        ):
+            cs_eval.setInstanceLabels(args)
+            gt_instances = instances2dict(gts, False)
+            matches = cs_eval.matchGtWithPreds(preds, gts, gt_instances, args)
+            aps = cs_eval.evaluateMatches(matches, args)
+            averages = cs_eval.computeAverages(aps, args)
+        table = [(name, 100 * v["ap"], 100 * v["ap50%"]) for name, v in averages["classes"].items()]
+        logger.info(
+            "Cityscapes instance-level results of %s:\n%s",
+            self._dataset_name,
+            tabulate(table, headers=["class", "AP", "AP50"], floatfmt=".3f"),
+        )
+        return {
+            "segm": {
+                "AP": 100.0 * float(averages["allAp"]),
+                "AP50": 100.0 * float(averages["allAp50%"]),
+            }
+        }
+
+
+def _renumber(id_map: np.ndarray, seg_ids: list[int]) -> np.ndarray:
+    """Maps ``seg_ids[k]`` to ``k + 1`` and every other value (void, unlisted ids) to 0.
+
+    Model ids such as ``class * label_divisor + 0`` can be 0, which is void in the COCO
+    panoptic format, so the PNG never reuses them.
+
+    Args:
+        id_map: (H, W) int64 segment ids.
+        seg_ids: the ids listed in ``segments_info``, in order.
+
+    Returns:
+        (H, W) int64 map with values in ``0..len(seg_ids)``.
+    """
+    if not seg_ids:
+        return np.zeros_like(id_map)
+    ids = np.asarray(seg_ids, dtype=np.int64)
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids[order], id_map).clip(0, len(ids) - 1)
+    return np.where(ids[order][pos] == id_map, order[pos] + 1, 0)
+
+
+@EVALUATOR_REGISTRY.register()
+class CityscapesPanopticEvaluator(CityscapesEvaluator):
+    """Cityscapes panoptic quality through ``evalPanopticSemanticLabeling``.
+
+    Predictions are written in COCO panoptic format: one RGB PNG per image (segment ids
+    renumbered ``1..N``, 0 void) and one JSON, with the category ids of the ground truth
+    JSON (metadata ``panoptic_json``: label ids or, for ``*_trainId.json``, train ids),
+    matched by class name. Ground truth images without a prediction are left out (the
+    evaluated set is the set of images that went through ``process``).
+    """
+
+    _SUBDIR = "cityscapes_panoptic"
+
+    def reset(self) -> None:
+        super().reset()
+        self._category_ids: dict[int, int] | None = None
+
+    def _gt_json(self) -> dict:
+        path = self._metadata.get("panoptic_json")
+        if not path or not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Dataset {self._dataset_name!r}: panoptic ground truth JSON {path!r} "
+                "(metadata 'panoptic_json') does not exist."
+            )
+        with open(path) as f:
+            return json.load(f)
+
+    def _category_map(self) -> dict[int, int]:
+        """Contiguous class -> category id of the ground truth JSON (by class name)."""
+        if self._category_ids is None:
+            by_name = {c["name"]: int(c["id"]) for c in self._gt_json()["categories"]}
+            classes = self._metadata.get("classes") or []
+            self._category_ids = {i: by_name[n] for i, n in enumerate(classes) if n in by_name}
+        return self._category_ids
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        category_map = self._category_map()
+        for inp, out in zip(inputs, outputs):
+            stem = cityscapes_stem(inp["file_name"])
+            id_map, segments = out["panoptic_seg"]
+            id_map = torch.as_tensor(id_map).cpu().numpy().astype(np.int64)
+            new_map = _renumber(id_map, [int(s["id"]) for s in segments])
+            present = np.bincount(new_map.ravel(), minlength=len(segments) + 1)
+            infos = []
+            for k, seg in enumerate(segments):
+                if present[k + 1] == 0:
+                    continue  # the script rejects JSON segments absent from the PNG
+                cls = int(seg["category_id"])
+                if cls not in category_map:
+                    raise ValueError(
+                        f"Segment {seg['id']} of image '{inp['file_name']}' (dataset "
+                        f"{self._dataset_name!r}) has class {cls}, which has no category in "
+                        f"the ground truth JSON {self._metadata.get('panoptic_json')!r}."
+                    )
+                infos.append({"id": k + 1, "category_id": category_map[cls]})
+            rgb = np.stack([new_map % 256, new_map // 256 % 256, new_map // 65536], axis=-1)
+            _save_png(os.path.join(self._pred_dir, stem + ".png"), rgb.astype(np.uint8))
+            self._records.append(
+                {"image_id": stem, "file_name": stem + ".png", "segments_info": infos}
+            )
+
+    def evaluate(self) -> dict[str, Any]:
+        annotations = self._gathered_records()
+        if annotations is None:
+            return {}
+        from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+
+        gt = self._gt_json()
+        predicted = {a["image_id"] for a in annotations}
+        unknown = predicted - {a["image_id"] for a in gt["annotations"]}
+        if unknown:
+            raise ValueError(
+                f"Dataset {self._dataset_name!r}: predicted images {sorted(unknown)[:5]} are "
+                f"not in the ground truth JSON {self._metadata.get('panoptic_json')!r}."
+            )
+        gt_subset = dict(
+            gt, annotations=[a for a in gt["annotations"] if a["image_id"] in predicted]
+        )
+        gt_json = os.path.join(self._pred_dir, "gt_panoptic.json")
+        pred_json = os.path.join(self._pred_dir, "pred_panoptic.json")
+        _save_json(gt_json, gt_subset)
+        _save_json(pred_json, {"annotations": annotations, "categories": gt["categories"]})
+        with _official_script("panoptic evaluation", self._dataset_name):
+            res = evaluatePanoptic(
+                gt_json,
+                os.path.abspath(self._metadata.get("panoptic_root")),
+                pred_json,
+                self._pred_dir,
+                os.path.join(self._pred_dir, "results.json"),
+            )
+        names = {int(c["id"]): c["name"] for c in gt["categories"]}
+        table = [
+            (names[int(k)], 100 * v["pq"], 100 * v["sq"], 100 * v["rq"])
+            for k, v in sorted(res["per_class"].items(), key=lambda kv: int(kv[0]))
+        ]
+        logger.info(
+            "Cityscapes panoptic results of %s:\n%s",
+            self._dataset_name,
+            tabulate(table, headers=["category", "PQ", "SQ", "RQ"], floatfmt=".3f"),
+        )
+        metrics = {}
+        for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
+            for key in ("pq", "sq", "rq"):
+                metrics[key.upper() + suffix] = 100.0 * float(res[group][key])
+        return {"panoptic_seg": metrics}

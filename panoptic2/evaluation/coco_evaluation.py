@@ -1,0 +1,301 @@
+"""COCO box and mask AP through ``pycocotools`` for any model that outputs ``instances``.
+
+Each rank turns its outputs into COCO results in ``process`` (RLE masks, XYWH boxes,
+dataset category ids); ``evaluate`` gathers them on the main process and runs ``COCOeval``
+against the dataset's instances JSON (metadata ``instances_json`` or ``json_file``). A dataset
+without such a file gets one converted from its dicts, cached in ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_util
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tabulate import tabulate
+
+from panoptic2.config import configurable
+from panoptic2.utils import comm
+from panoptic2.utils.file_io import atomic_write
+
+from .build import EVALUATOR_REGISTRY
+from .evaluator import DatasetEvaluator
+
+__all__ = ["COCOEvaluator", "convert_to_coco_dict", "instances_to_coco_json"]
+
+logger = logging.getLogger(__name__)
+
+_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+_TASKS = ("bbox", "segm")
+
+
+def instances_to_coco_json(
+    instances: Mapping[str, torch.Tensor], image_id: Any, contiguous_to_dataset: Mapping[int, int]
+) -> list[dict]:
+    """Converts one image's predicted instances to COCO result dicts.
+
+    Args:
+        instances: ``pred_boxes`` (N, 4) float XYXY, ``scores`` (N,) float, ``pred_classes``
+            (N,) int64 contiguous and optionally ``pred_masks`` (N, H, W) bool.
+        image_id: the COCO image id.
+        contiguous_to_dataset: contiguous class -> dataset category id.
+
+    Returns:
+        One dict per instance: ``image_id``, ``category_id``, ``bbox`` (XYWH), ``score`` and,
+        with masks, ``segmentation`` (compressed RLE with str counts).
+
+    Raises:
+        KeyError: a predicted class has no dataset category.
+    """
+    boxes = instances["pred_boxes"].detach().to(torch.float64).cpu().numpy().reshape(-1, 4)
+    scores = instances["scores"].detach().to(torch.float64).cpu().numpy().tolist()
+    classes = instances["pred_classes"].detach().cpu().numpy().tolist()
+    rles = None
+    if "pred_masks" in instances:
+        masks = instances["pred_masks"].detach().to(torch.bool).cpu().numpy()
+        # pycocotools encodes Fortran-ordered (H, W, N) uint8 arrays.
+        rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    results = []
+    for k, (box, score, cls) in enumerate(zip(boxes, scores, classes)):
+        if cls not in contiguous_to_dataset:
+            raise KeyError(
+                f"Image {image_id!r}: predicted class {cls} has no dataset category "
+                f"(known contiguous ids: {sorted(contiguous_to_dataset)})."
+            )
+        x0, y0, x1, y1 = box.tolist()
+        result = {
+            "image_id": image_id,
+            "category_id": int(contiguous_to_dataset[cls]),
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "score": float(score),
+        }
+        if rles is not None:
+            rle = dict(rles[k])
+            rle["counts"] = rle["counts"].decode("ascii")
+            result["segmentation"] = rle
+        results.append(result)
+    return results
+
+
+def _xywh(annotation: Mapping[str, Any]) -> list[float]:
+    box = [float(v) for v in annotation["bbox"]]
+    mode = str(annotation.get("bbox_mode", "XYWH_ABS")).split(".")[-1]
+    if mode == "XYWH_ABS":
+        return box
+    if mode == "XYXY_ABS":
+        return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+    raise ValueError(f"Unsupported bbox_mode {annotation.get('bbox_mode')!r}")
+
+
+def convert_to_coco_dict(dataset_name: str, dicts: Sequence[dict], metadata: Any) -> dict:
+    """Converts standard dataset dicts with ``annotations`` to a COCO instances dict.
+
+    Args:
+        dataset_name: for messages.
+        dicts: dataset dicts (``image_id``, ``height``, ``width``, ``annotations`` with
+            ``bbox``/``bbox_mode``, contiguous ``category_id``, ``segmentation``,
+            ``iscrowd``, optional ``area``).
+        metadata: the dataset's metadata (``thing_dataset_id_to_contiguous_id``,
+            ``thing_classes``).
+
+    Returns:
+        ``{"images", "annotations", "categories"}`` with dataset category ids.
+    """
+    to_dataset = {v: int(k) for k, v in metadata.thing_dataset_id_to_contiguous_id.items()}
+    names = list(metadata.get("thing_classes", []))
+    thing_ids = sorted(to_dataset)
+    categories = [
+        {"id": to_dataset[c], "name": names[i] if i < len(names) else str(c)}
+        for i, c in enumerate(thing_ids)
+    ]
+    images, annotations = [], []
+    for d in dicts:
+        h, w = int(d["height"]), int(d["width"])
+        images.append({"id": d["image_id"], "height": h, "width": w, "file_name": d["file_name"]})
+        for ann in d.get("annotations", []):
+            cls = int(ann["category_id"])
+            if cls not in to_dataset:
+                raise ValueError(
+                    f"Image '{d['file_name']}' of dataset {dataset_name!r}: annotation class "
+                    f"{cls} is not a thing class."
+                )
+            seg = ann.get("segmentation")
+            if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+                seg = mask_util.frPyObjects(seg, h, w)  # uncompressed RLE -> compressed
+            if isinstance(seg, dict) and isinstance(seg["counts"], bytes):
+                seg = {"size": list(seg["size"]), "counts": seg["counts"].decode("ascii")}
+            area = ann.get("area")
+            if area is None:
+                rle = (
+                    mask_util.merge(mask_util.frPyObjects(seg, h, w))
+                    if isinstance(seg, list)
+                    else seg
+                )
+                area = float(mask_util.area(rle))
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": d["image_id"],
+                    "category_id": to_dataset[cls],
+                    "bbox": _xywh(ann),
+                    "segmentation": seg,
+                    "area": float(area),
+                    "iscrowd": int(ann.get("iscrowd", 0)),
+                }
+            )
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+@EVALUATOR_REGISTRY.register()
+class COCOEvaluator(DatasetEvaluator):
+    """Box and mask AP (AP, AP50, AP75, APs, APm, APl and per category) with ``COCOeval``.
+
+    Args:
+        dataset_name: a registered dataset with things (``thing_dataset_id_to_contiguous_id``).
+        output_dir: where ``coco_instances_results.json`` (and a converted ground truth
+            JSON when the dataset has none) are written; None writes nothing.
+        tasks: subset of ``("bbox", "segm")``; ``segm`` is skipped when no prediction has
+            masks.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: str | None = None,
+        tasks: Sequence[str] = _TASKS,
+    ):
+        from panoptic2.data import MetadataCatalog
+
+        unknown = set(tasks) - set(_TASKS)
+        if unknown:
+            raise ValueError(f"COCOEvaluator: unknown tasks {sorted(unknown)}; known {_TASKS}")
+        self._dataset_name = dataset_name
+        self._metadata = MetadataCatalog.get(dataset_name)
+        self._output_dir = output_dir
+        self._tasks = tuple(tasks)
+        self._to_dataset = {
+            int(v): int(k)
+            for k, v in self._metadata.get("thing_dataset_id_to_contiguous_id", {}).items()
+        }
+        self._predictions: list[dict] = []
+        self._image_ids: list[Any] = []
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
+        return {"dataset_name": dataset_name, "output_dir": output_dir}
+
+    def reset(self) -> None:
+        self._predictions = []
+        self._image_ids = []
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        for inp, out in zip(inputs, outputs):
+            self._image_ids.append(inp["image_id"])
+            if "instances" in out:
+                self._predictions.extend(
+                    instances_to_coco_json(out["instances"], inp["image_id"], self._to_dataset)
+                )
+
+    def _ground_truth(self) -> COCO:
+        path = self._metadata.get("instances_json") or self._metadata.get("json_file")
+        if not path or not os.path.isfile(path):
+            from panoptic2.data import DatasetCatalog
+
+            logger.info(
+                "Dataset %r has no COCO instances JSON (%r); converting its dicts.",
+                self._dataset_name,
+                path,
+            )
+            coco_dict = convert_to_coco_dict(
+                self._dataset_name, DatasetCatalog.get(self._dataset_name), self._metadata
+            )
+            if self._output_dir:
+                os.makedirs(self._output_dir, exist_ok=True)
+                out = os.path.join(self._output_dir, f"{self._dataset_name}_coco_format.json")
+                atomic_write(out, lambda f: f.write(json.dumps(coco_dict).encode("utf-8")))
+            coco = COCO()
+            coco.dataset = coco_dict
+            with contextlib.redirect_stdout(io.StringIO()):
+                coco.createIndex()
+            return coco
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(path)
+
+    def evaluate(self) -> dict[str, Any]:
+        comm.synchronize()
+        parts = comm.gather((self._predictions, self._image_ids))
+        if not comm.is_main_process():
+            return {}
+        predictions = [p for preds, _ in parts for p in preds]
+        image_ids = sorted({i for _, ids in parts for i in ids}, key=str)
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            path = os.path.join(self._output_dir, "coco_instances_results.json")
+            atomic_write(path, lambda f: f.write(json.dumps(predictions).encode("utf-8")))
+        coco_gt = self._ground_truth()
+        missing = [i for i in image_ids if i not in coco_gt.imgs]
+        if missing:
+            raise KeyError(
+                f"Dataset {self._dataset_name!r}: image ids {missing[:5]} are not in its COCO "
+                "ground truth."
+            )
+        results: dict[str, Any] = {}
+        for task in self._tasks:
+            if task == "segm" and predictions and "segmentation" not in predictions[0]:
+                logger.warning("No predicted masks: skipping segm AP of %r.", self._dataset_name)
+                continue
+            results[task] = self._evaluate_task(coco_gt, predictions, image_ids, task)
+        return results
+
+    def _evaluate_task(
+        self, coco_gt: COCO, predictions: list[dict], image_ids: list[Any], task: str
+    ) -> dict[str, float]:
+        if not predictions:
+            logger.warning("No predictions for %r: %s AP is 0.", self._dataset_name, task)
+            return dict.fromkeys(_METRICS, 0.0)
+        if task == "segm":
+            # With a bbox present, loadRes would take areas from boxes; masks must decide.
+            predictions = copy.deepcopy(predictions)
+            for p in predictions:
+                p.pop("bbox", None)
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log):
+            coco_dt = coco_gt.loadRes(predictions)
+            coco_eval = COCOeval(coco_gt, coco_dt, task)
+            coco_eval.params.imgIds = image_ids
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
+        logger.info("COCOeval %s on %s:\n%s", task, self._dataset_name, log.getvalue())
+        # COCOeval reports -1 where nothing was evaluated (e.g. no small objects).
+        metrics = {
+            m: 100.0 * float(coco_eval.stats[i]) if coco_eval.stats[i] >= 0 else float("nan")
+            for i, m in enumerate(_METRICS)
+        }
+        # precision: (iou thresholds, recall points, classes, area ranges, max dets); -1 = absent
+        precision = coco_eval.eval["precision"]
+        per_category = []
+        for k, cat_id in enumerate(coco_eval.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            ap = 100.0 * float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+            name = coco_gt.cats[cat_id].get("name", str(cat_id))
+            metrics[f"AP-{name}"] = ap
+            per_category.append((name, ap))
+        logger.info(
+            "Per-category %s AP of %s:\n%s",
+            task,
+            self._dataset_name,
+            tabulate(per_category, headers=["category", "AP"], floatfmt=".3f"),
+        )
+        return metrics

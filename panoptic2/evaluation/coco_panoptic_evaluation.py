@@ -1,0 +1,249 @@
+"""COCO panoptic quality evaluator: per-image PQ statistics while inference runs.
+
+``process`` compares each prediction with its ground-truth PNG right away (see
+:mod:`.panoptic_quality`, which reproduces ``panopticapi.pq_compute``), so no prediction
+PNG is written or re-read to compute the metric; ``evaluate`` sums the per-category
+statistics of all ranks. Works for every dataset in COCO panoptic format, Cityscapes
+panoptic included (its PQ is computed the same way from COCO-format ground truth).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from panoptic2.config import configurable
+from panoptic2.utils import comm
+from panoptic2.utils.file_io import atomic_write
+
+from .build import EVALUATOR_REGISTRY
+from .evaluator import DatasetEvaluator
+from .panoptic_quality import (
+    PQStat,
+    SegmentLookup,
+    format_pq_tables,
+    pq_stat_single_image,
+    read_panoptic_png,
+)
+
+__all__ = ["COCOPanopticEvaluator", "panoptic_from_label_map"]
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_JSON = "panoptic_predictions.json"
+PREDICTIONS_DIR = "panoptic_predictions"
+
+
+def panoptic_from_label_map(
+    label: np.ndarray, *, label_divisor: int, ignore_label: int, thing_ids: set[int]
+) -> tuple[np.ndarray, list[dict[str, Any]], int]:
+    """Segments of an internal ``semantic * label_divisor + instance`` map.
+
+    Thing pixels with instance 0 are crowd (DeepLab2's convention); ``ignore_label`` is void.
+
+    Args:
+        label: ``(H, W)`` integer panoptic map.
+        label_divisor: the label divisor.
+        ignore_label: semantic label of void.
+        thing_ids: contiguous ids of the thing classes.
+
+    Returns:
+        ``(ids, segments_info, void_id)``: the map itself as segment ids, one segment per
+        other value (``id``, contiguous ``category_id``, ``iscrowd``), and the void id.
+    """
+    void_id = ignore_label * label_divisor
+    segments = []
+    for value in np.unique(label).tolist():
+        category, instance = divmod(int(value), label_divisor)
+        if category == ignore_label:
+            continue
+        segments.append(
+            {
+                "id": int(value),
+                "category_id": category,
+                "iscrowd": int(category in thing_ids and instance == 0),
+            }
+        )
+    return label.astype(np.int64), segments, void_id
+
+
+@EVALUATOR_REGISTRY.register()
+class COCOPanopticEvaluator(DatasetEvaluator):
+    """PQ / SQ / RQ for All, Things and Stuff, and per category.
+
+    Inputs need ``pan_seg_file_name`` and ``segments_info`` (contiguous category ids), as
+    the dataset dicts have them, or point into sharded records (``record_file``). Outputs
+    need ``panoptic_seg = (id_map, segments_info)``: ``id_map`` ``(H, W)`` int64 at the
+    original size with -1 for void, ``segments_info`` listing every other id with its
+    contiguous ``category_id`` (or None: categories are then ``id // label_divisor``).
+
+    Args:
+        dataset_name: the evaluated dataset (its metadata gives the categories).
+        output_dir: where predictions are written (a folder all ranks can see).
+        write_predictions: also write the predictions in COCO panoptic format (PNGs in
+            ``output_dir/panoptic_predictions/`` and ``panoptic_predictions.json``, with the
+            dataset's original category ids), e.g. for the official evaluation server.
+    """
+
+    @configurable
+    def __init__(
+        self, dataset_name: str, output_dir: str | None = None, *, write_predictions: bool = False
+    ) -> None:
+        from panoptic2.data import MetadataCatalog
+
+        if write_predictions and not output_dir:
+            raise ValueError("COCOPanopticEvaluator: write_predictions needs an output_dir")
+        meta = MetadataCatalog.get(dataset_name)
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._write_predictions = write_predictions
+        self._label_divisor = int(meta.label_divisor)
+        self._ignore_label = int(meta.ignore_label)
+        things = {int(k): int(v) for k, v in meta.thing_dataset_id_to_contiguous_id.items()}
+        stuff = {int(k): int(v) for k, v in meta.stuff_dataset_id_to_contiguous_id.items()}
+        self._thing_ids = set(things.values())
+        self._to_dataset_id = {v: k for k, v in {**things, **stuff}.items()}
+        classes = meta.get("classes", None)
+        self._categories = {
+            c: {"isthing": int(c in self._thing_ids), "name": classes[c] if classes else str(c)}
+            for c in sorted(self._to_dataset_id)
+        }
+        self._lookup = SegmentLookup()
+        self.reset()
+
+    @classmethod
+    def from_config(cls, cfg: Any, dataset_name: str, output_dir: str | None = None) -> dict:
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "write_predictions": bool(cfg.TEST.get("WRITE_PANOPTIC_PREDICTIONS", False)),
+        }
+
+    def reset(self) -> None:
+        self._stat = PQStat()
+        self._annotations: list[dict[str, Any]] = []
+
+    def _where(self, inp: Mapping[str, Any]) -> str:
+        return (
+            f"image_id {inp.get('image_id')!r} ('{inp.get('file_name')}') of dataset "
+            f"{self._dataset_name!r}"
+        )
+
+    def _ground_truth(self, inp: Mapping[str, Any]) -> tuple[np.ndarray, list, int]:
+        if "pan_seg_file_name" in inp:
+            if "segments_info" not in inp:
+                raise KeyError(f"The input of {self._where(inp)} has no 'segments_info'")
+            return read_panoptic_png(inp["pan_seg_file_name"]), inp["segments_info"], 0
+        if "record_file" in inp:
+            from panoptic2.data.records import load_record_dict
+
+            label = load_record_dict(dict(inp)).get("panoptic_label")
+            if label is not None:
+                return panoptic_from_label_map(
+                    np.asarray(label),
+                    label_divisor=self._label_divisor,
+                    ignore_label=self._ignore_label,
+                    thing_ids=self._thing_ids,
+                )
+        raise KeyError(
+            f"The input of {self._where(inp)} has no panoptic ground truth: it needs "
+            "'pan_seg_file_name' and 'segments_info', or a record with a panoptic label"
+        )
+
+    def _prediction(self, inp: Mapping[str, Any], out: Mapping[str, Any]):
+        if "panoptic_seg" not in out:
+            raise KeyError(f"The model output for {self._where(inp)} has no 'panoptic_seg'")
+        id_map, segments = out["panoptic_seg"]
+        if isinstance(id_map, torch.Tensor):
+            id_map = id_map.detach().cpu().numpy()
+        id_map = np.asarray(id_map)
+        if segments is None:  # DeepLab2 labels: the category is id // label_divisor
+            segments = [
+                {"id": v, "category_id": v // self._label_divisor}
+                for v in np.unique(id_map).tolist()
+                if v != -1
+            ]
+        return id_map, segments
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """Adds the PQ statistics of each image (and writes its PNG when asked)."""
+        for inp, out in zip(inputs, outputs):
+            gt_ids, gt_segments, gt_void = self._ground_truth(inp)
+            pred_ids, pred_segments = self._prediction(inp, out)
+            self._stat += pq_stat_single_image(
+                gt_ids,
+                gt_segments,
+                pred_ids,
+                pred_segments,
+                gt_void_id=gt_void,
+                pred_void_id=-1,
+                categories=self._categories,
+                image=self._where(inp),
+                lookup=self._lookup,
+            )
+            if self._write_predictions:
+                self._annotations.append(self._write_prediction(inp, pred_ids, pred_segments))
+
+    def _write_prediction(self, inp: Mapping[str, Any], id_map: np.ndarray, segments) -> dict:
+        """Writes one COCO panoptic PNG (ids 1..N, 0 void) and returns its annotation."""
+        ids = np.array([int(s["id"]) for s in segments], dtype=np.int64)
+        rows = np.asarray(self._lookup(id_map, ids, -1), dtype=np.uint32)
+        areas = np.bincount(rows.ravel(), minlength=len(ids) + 1)
+        stem = os.path.splitext(os.path.basename(inp.get("file_name", str(inp["image_id"]))))[0]
+        file_name = f"{stem}.png"
+        rgb = np.stack([rows & 255, (rows >> 8) & 255, (rows >> 16) & 255], axis=-1)
+        buffer = io.BytesIO()
+        Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="PNG")
+        folder = os.path.join(self._output_dir, PREDICTIONS_DIR)
+        os.makedirs(folder, exist_ok=True)
+        atomic_write(os.path.join(folder, file_name), lambda f: f.write(buffer.getvalue()))
+        segments_info = [
+            {
+                "id": k + 1,
+                "category_id": self._to_dataset_id[int(s["category_id"])],
+                "iscrowd": 0,
+                "isthing": int(int(s["category_id"]) in self._thing_ids),
+                "area": int(areas[k + 1]),
+            }
+            for k, s in enumerate(segments)
+        ]
+        return {"image_id": inp["image_id"], "file_name": file_name, "segments_info": segments_info}
+
+    def evaluate(self) -> dict[str, Any]:
+        """Sums the statistics of all ranks; returns ``{"panoptic_seg": {...}}`` x100 on
+        the main process and ``{}`` elsewhere."""
+        stats = comm.gather(self._stat, dst=0)
+        annotations = comm.gather(self._annotations, dst=0) if self._write_predictions else []
+        if not comm.is_main_process():
+            return {}
+        total = PQStat()
+        for stat in stats:
+            total += stat
+        results = total.results(self._categories)
+        names = {c: info["name"] for c, info in self._categories.items()}
+        logger.info("Dataset %s:\n%s", self._dataset_name, format_pq_tables(results, names))
+        if self._write_predictions:
+            self._write_json([a for part in annotations for a in part])
+        metrics = {}
+        for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
+            for key in ("pq", "sq", "rq"):
+                metrics[key.upper() + suffix] = 100 * results[group][key]
+        return {"panoptic_seg": metrics}
+
+    def _write_json(self, annotations: list[dict]) -> None:
+        categories = [
+            {"id": self._to_dataset_id[c], "name": info["name"], "isthing": info["isthing"]}
+            for c, info in self._categories.items()
+        ]
+        data = {"annotations": annotations, "categories": categories}
+        path = os.path.join(self._output_dir, PREDICTIONS_JSON)
+        atomic_write(path, lambda f: f.write(json.dumps(data).encode()))
+        logger.info("Wrote %d panoptic predictions to %s", len(annotations), path)
