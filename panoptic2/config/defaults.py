@@ -328,3 +328,53 @@ _C.MODEL.SWIDERNET.NORM = "BN"
 _C.MODEL.SWIDERNET.DROP_PATH_KEEP_PROB = 1.0
 # "constant" or "linear" (from 1.0 at the stem to DROP_PATH_KEEP_PROB at res5), as DeepLab2.
 _C.MODEL.SWIDERNET.DROP_PATH_SCHEDULE = "constant"
+
+
+# ---------------------------------------------------------------------------------------
+# Panoptic-DeepLab heads and post-processing (modeling/heads/panoptic_deeplab.py,
+# modeling/meta_arch/panoptic_deeplab.py); Detectron2's Panoptic-DeepLab project names.
+# ---------------------------------------------------------------------------------------
+# Decoder inputs from shallow to deep; the last goes through the ASPP.
+_C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res5"]
+# 1x1 projection channels of each IN_FEATURES entry but the last.
+_C.MODEL.SEM_SEG_HEAD.PROJECT_CHANNELS = [32, 64]
+_C.MODEL.SEM_SEG_HEAD.ASPP_CHANNELS = 256
+# Atrous rates for output stride 16 (use [3, 6, 9] at output stride 32).
+_C.MODEL.SEM_SEG_HEAD.ASPP_DILATIONS = [6, 12, 18]
+_C.MODEL.SEM_SEG_HEAD.ASPP_DROPOUT = 0.1
+# Channels of the decoder's fusion stages.
+_C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 256
+# Stride of the decoder output (of IN_FEATURES[0]).
+_C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4
+_C.MODEL.SEM_SEG_HEAD.HEAD_CHANNELS = 256
+# "hard_pixel_mining" (mean of the LOSS_TOP_K fraction of hardest valid pixels) or
+# "cross_entropy".
+_C.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "hard_pixel_mining"
+_C.MODEL.SEM_SEG_HEAD.LOSS_TOP_K = 0.2
+_C.MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV = False
+
+_C.MODEL.INS_EMBED_HEAD.IN_FEATURES = ["res2", "res3", "res5"]
+_C.MODEL.INS_EMBED_HEAD.PROJECT_CHANNELS = [16, 32]
+_C.MODEL.INS_EMBED_HEAD.ASPP_CHANNELS = 256
+_C.MODEL.INS_EMBED_HEAD.ASPP_DILATIONS = [6, 12, 18]
+_C.MODEL.INS_EMBED_HEAD.ASPP_DROPOUT = 0.1
+_C.MODEL.INS_EMBED_HEAD.CONVS_DIM = 128
+_C.MODEL.INS_EMBED_HEAD.COMMON_STRIDE = 4
+_C.MODEL.INS_EMBED_HEAD.HEAD_CHANNELS = 32
+_C.MODEL.INS_EMBED_HEAD.USE_DEPTHWISE_SEPARABLE_CONV = False
+
+_C.MODEL.PANOPTIC_DEEPLAB = CN()
+# Stuff segments smaller than this (pixels, at the original image size) become void.
+_C.MODEL.PANOPTIC_DEEPLAB.STUFF_AREA = 2048
+_C.MODEL.PANOPTIC_DEEPLAB.CENTER_THRESHOLD = 0.1
+_C.MODEL.PANOPTIC_DEEPLAB.NMS_KERNEL = 7
+# At most this many centers per image (0 = no limit).
+_C.MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE = 200
+# Also output "instances" (masks, classes, scores, boxes) for instance AP.
+_C.MODEL.PANOPTIC_DEEPLAB.PREDICT_INSTANCES = True
+# Sets USE_DEPTHWISE_SEPARABLE_CONV of both heads' decoders and towers when True.
+_C.MODEL.PANOPTIC_DEEPLAB.USE_DEPTHWISE_SEPARABLE_CONV = False
+# Images are padded to a multiple of this; -1 = the backbone's size_divisibility.
+_C.MODEL.PANOPTIC_DEEPLAB.SIZE_DIVISIBILITY = -1
+# Return raw predictions without post-processing (to time the network alone).
+_C.MODEL.PANOPTIC_DEEPLAB.BENCHMARK_NETWORK_SPEED = False

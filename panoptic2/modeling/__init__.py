@@ -9,11 +9,16 @@ from .heads import (
     build_ins_embed_head,
     build_sem_seg_head,
 )
+from .losses import DeepLabCE, center_mse_loss, deeplab_ce_loss, offset_l1_loss
 from .meta_arch import META_ARCH_REGISTRY, build_model
 from .proposal_generator import PROPOSAL_GENERATOR_REGISTRY, build_proposal_generator
 from .roi_heads import ROI_HEADS_REGISTRY, build_roi_heads
 
 __all__ = [
+    "DeepLabCE",
+    "center_mse_loss",
+    "deeplab_ce_loss",
+    "offset_l1_loss",
     "BACKBONE_REGISTRY",
     "INS_EMBED_HEADS_REGISTRY",
     "META_ARCH_REGISTRY",

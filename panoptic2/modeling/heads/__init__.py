@@ -4,8 +4,16 @@ from .build import (
     build_ins_embed_head,
     build_sem_seg_head,
 )
+from .panoptic_deeplab import (
+    PanopticDeepLabInsEmbedHead,
+    PanopticDeepLabSemSegHead,
+    decoder_args_from_config,
+)
 
 __all__ = [
+    "PanopticDeepLabInsEmbedHead",
+    "PanopticDeepLabSemSegHead",
+    "decoder_args_from_config",
     "INS_EMBED_HEADS_REGISTRY",
     "SEM_SEG_HEADS_REGISTRY",
     "build_ins_embed_head",

@@ -1,0 +1,421 @@
+"""Panoptic-DeepLab (Cheng et al., CVPR 2020): backbone, semantic branch, instance branch,
+and center-grouping post-processing into panoptic, semantic and instance outputs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from panoptic2.config import configurable
+from panoptic2.data.catalog import Metadata, MetadataCatalog
+
+from ..backbone import Backbone, build_backbone
+from ..heads import build_ins_embed_head, build_sem_seg_head
+from ..postprocessing import get_instance_predictions, get_panoptic_segmentation
+from .build import META_ARCH_REGISTRY
+
+__all__ = ["PanopticDeepLab", "masks_to_boxes_xyxy", "pad_and_stack"]
+
+# Label of void pixels in the output id map (Detectron2's Panoptic-DeepLab uses -1 too).
+VOID_LABEL = -1
+
+
+def pad_and_stack(
+    tensors: Sequence[torch.Tensor], size_divisibility: int = 0, pad_value: float = 0.0
+) -> torch.Tensor:
+    """Pads (..., H_i, W_i) tensors at the bottom/right to a common size and stacks them.
+
+    The common size is the largest H and W, rounded up to a multiple of
+    ``size_divisibility`` (when > 0).
+
+    Args:
+        tensors: tensors with equal leading dims and dtype.
+        size_divisibility: divisor of the padded size (<= 0: none).
+        pad_value: value of the padding.
+
+    Returns:
+        (N, ..., H, W) tensor.
+    """
+    height = max(t.shape[-2] for t in tensors)
+    width = max(t.shape[-1] for t in tensors)
+    if size_divisibility > 0:
+        height = -(-height // size_divisibility) * size_divisibility
+        width = -(-width // size_divisibility) * size_divisibility
+    out = tensors[0].new_full((len(tensors), *tensors[0].shape[:-2], height, width), pad_value)
+    for i, t in enumerate(tensors):
+        out[i, ..., : t.shape[-2], : t.shape[-1]].copy_(t)
+    return out
+
+
+def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes of binary masks, Detectron2's ``BitMasks.get_bounding_boxes`` convention.
+
+    Args:
+        masks: (K, H, W) bool.
+
+    Returns:
+        (K, 4) float32 (x0, y0, x1, y1), x1/y1 exclusive (one past the last pixel); all
+        zeros for an empty mask.
+    """
+    boxes = torch.zeros(masks.shape[0], 4, dtype=torch.float32, device=masks.device)
+    if masks.numel() == 0:
+        return boxes
+    x_any = masks.any(dim=1)
+    y_any = masks.any(dim=2)
+    for i in range(masks.shape[0]):
+        xs = torch.nonzero(x_any[i]).flatten()
+        ys = torch.nonzero(y_any[i]).flatten()
+        if xs.numel() > 0:
+            boxes[i] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]).float()
+    return boxes
+
+
+@META_ARCH_REGISTRY.register()
+class PanopticDeepLab(nn.Module):
+    """Panoptic-DeepLab: a backbone shared by a semantic head and an instance head.
+
+    Training (``model.train()``): ``forward(batched_inputs)`` returns ``{"loss_sem_seg",
+    "loss_center", "loss_offset"}`` (each already multiplied by its weight).
+
+    Inference: one dict per image, at the original size (``height``, ``width`` of the input
+    dict, else the image size):
+
+    * ``sem_seg``: (C, H, W) float logits;
+    * ``panoptic_seg``: ``(id_map, segments_info)``, ``id_map`` (H, W) int64 with
+      ``class * label_divisor + instance`` per pixel (instance 0 for stuff) and -1 for void,
+      ``segments_info`` one dict per non-void id: ``id``, ``category_id`` (contiguous class),
+      ``isthing`` and, for things, ``score``;
+    * ``instances`` (with ``predict_instances``): ``pred_masks`` (K, H, W) bool,
+      ``pred_classes`` (K,) int64, ``scores`` (K,) float32 (mean semantic probability x
+      center score), ``pred_boxes`` (K, 4) float32 XYXY.
+
+    **Post-processing metadata** (``thing_ids``, ``label_divisor``, ``ignore_label``) comes
+    from the dataset being evaluated: ``MetadataCatalog.get(d["dataset_name"])`` when the input
+    dict ``d`` carries ``dataset_name``, else the ``metadata_dataset`` given at construction
+    (``cfg.DATASETS.TEST[0]``). The semantic argmax used by the post-processing never picks
+    the ``ignore_label`` class (COCO-style label spaces, whose class 0 is void and never
+    trained). ``last_postprocess_time`` holds the seconds the last inference forward spent in
+    post-processing (synchronised on CUDA), so inference loops can report it apart.
+
+    Args:
+        backbone: the backbone.
+        sem_seg_head: a semantic head, called as ``head(features, targets, weights)`` and
+            returning ``(logits, losses)``.
+        ins_embed_head: an instance head, called as ``head(features, center, center_weights,
+            offset, offset_weights)`` and returning ``(center, offset, losses)``.
+        pixel_mean: per-channel mean (0-255 scale, INPUT.FORMAT order).
+        pixel_std: per-channel std.
+        stuff_area: smallest area (pixels, original size) of a kept stuff segment.
+        center_threshold: center heatmap threshold.
+        nms_kernel: max-pooling kernel of center NMS.
+        top_k: most centers per image (<= 0: no limit).
+        predict_instances: also output ``instances``.
+        size_divisibility: pad images to a multiple of this (-1: the backbone's).
+        benchmark_network_speed: inference returns ``[]`` without post-processing.
+        metadata_dataset: dataset whose metadata post-processes inputs without
+            ``dataset_name`` (None: such inputs are an error).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        sem_seg_head: nn.Module,
+        ins_embed_head: nn.Module,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        stuff_area: int,
+        center_threshold: float = 0.1,
+        nms_kernel: int = 7,
+        top_k: int = 200,
+        predict_instances: bool = True,
+        size_divisibility: int = -1,
+        benchmark_network_speed: bool = False,
+        metadata_dataset: str | None = None,
+    ) -> None:
+        super().__init__()
+        if len(pixel_mean) != len(pixel_std):
+            raise ValueError(
+                f"pixel_mean {list(pixel_mean)} and pixel_std {list(pixel_std)} differ in length"
+            )
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.ins_embed_head = ins_embed_head
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.stuff_area = stuff_area
+        self.center_threshold = center_threshold
+        self.nms_kernel = nms_kernel
+        self.top_k = top_k
+        self.predict_instances = predict_instances
+        self.size_divisibility = (
+            backbone.size_divisibility if size_divisibility < 0 else size_divisibility
+        )
+        self.benchmark_network_speed = benchmark_network_speed
+        self.metadata_dataset = metadata_dataset
+        self.last_postprocess_time = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        pd = cfg.MODEL.PANOPTIC_DEEPLAB
+        return {
+            "backbone": backbone,
+            "sem_seg_head": build_sem_seg_head(cfg, shapes),
+            "ins_embed_head": build_ins_embed_head(cfg, shapes),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "stuff_area": pd.STUFF_AREA,
+            "center_threshold": pd.CENTER_THRESHOLD,
+            "nms_kernel": pd.NMS_KERNEL,
+            "top_k": pd.TOP_K_INSTANCE,
+            "predict_instances": pd.PREDICT_INSTANCES,
+            "size_divisibility": pd.SIZE_DIVISIBILITY,
+            "benchmark_network_speed": pd.BENCHMARK_NETWORK_SPEED,
+            "metadata_dataset": cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def _images(self, batched_inputs: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        """Normalised, padded (N, 3, H, W) float images."""
+        images = [
+            (d["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
+            for d in batched_inputs
+        ]
+        # Padding with 0 after normalisation pads with the mean colour, as Detectron2 does.
+        return pad_and_stack(images, self.size_divisibility)
+
+    def _targets(
+        self, batched_inputs: Sequence[Mapping[str, Any]], key: str, pad_value: float
+    ) -> torch.Tensor | None:
+        if not all(key in d for d in batched_inputs):
+            return None
+        return pad_and_stack(
+            [d[key].to(self.device) for d in batched_inputs], self.size_divisibility, pad_value
+        )
+
+    def forward(self, batched_inputs: Sequence[Mapping[str, Any]]) -> Any:
+        """Args:
+            batched_inputs: mapper outputs: ``image`` (3, H, W) uint8/float in INPUT.FORMAT
+                order, ``height``/``width`` (original size), optional ``dataset_name`` and,
+                in training, ``sem_seg`` (H, W) int64, ``center`` (1, H, W), ``offset``
+                (2, H, W), ``sem_seg_weights``, ``center_weights``, ``offset_weights``
+                (H, W) float32.
+
+        Returns:
+            In training a dict of losses, in inference a list of per-image dicts (see the
+            class docstring).
+        """
+        images = self._images(batched_inputs)
+        features = self.backbone(images)
+        if self.training:
+            return self._losses(batched_inputs, features)
+        sem_logits, _ = self.sem_seg_head(features)
+        center, offset, _ = self.ins_embed_head(features)
+        if self.benchmark_network_speed:
+            return []
+        return self._postprocess(batched_inputs, sem_logits, center, offset)
+
+    def _losses(
+        self, batched_inputs: Sequence[Mapping[str, Any]], features: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        ignore = self.sem_seg_head.ignore_value
+        missing = [
+            k
+            for k in ("sem_seg", "center", "offset", "center_weights", "offset_weights")
+            if not all(k in d for d in batched_inputs)
+        ]
+        if missing:
+            names = sorted(
+                {
+                    str(d.get("file_name", "?"))
+                    for d in batched_inputs
+                    if any(k not in d for k in missing)
+                }
+            )
+            raise ValueError(
+                f"PanopticDeepLab training needs targets {missing} in every input (use "
+                f"INPUT.DATASET_MAPPER_NAME PanopticDeepLabMapper); missing for {names}"
+            )
+        losses = {}
+        _, sem_losses = self.sem_seg_head(
+            features,
+            self._targets(batched_inputs, "sem_seg", ignore),
+            self._targets(batched_inputs, "sem_seg_weights", 0.0),
+        )
+        losses.update(sem_losses)
+        _, _, ins_losses = self.ins_embed_head(
+            features,
+            self._targets(batched_inputs, "center", 0.0),
+            self._targets(batched_inputs, "center_weights", 0.0),
+            self._targets(batched_inputs, "offset", 0.0),
+            self._targets(batched_inputs, "offset_weights", 0.0),
+        )
+        losses.update(ins_losses)
+        return losses
+
+    def postprocess_metadata(self, dataset_dict: Mapping[str, Any]) -> Metadata:
+        """The metadata that post-processes ``dataset_dict``'s predictions.
+
+        Args:
+            dataset_dict: a model input.
+
+        Returns:
+            Metadata of ``dataset_dict["dataset_name"]`` when present, else of
+            ``metadata_dataset``.
+
+        Raises:
+            ValueError: no dataset is known, or its metadata lacks ``thing_ids`` /
+                ``label_divisor``, or its ``num_classes`` differs from the model's.
+        """
+        name = dataset_dict.get("dataset_name") or self.metadata_dataset
+        if not name:
+            raise ValueError(
+                "PanopticDeepLab cannot post-process image "
+                f"{dataset_dict.get('file_name', dataset_dict.get('image_id', '?'))!r}: the input "
+                "has no 'dataset_name' and the model was built without DATASETS.TEST"
+            )
+        meta = MetadataCatalog.get(name)
+        missing = [k for k in ("thing_ids", "label_divisor") if k not in meta]
+        if missing:
+            raise ValueError(
+                f"Metadata of dataset '{name}' lacks {missing}, needed by PanopticDeepLab"
+            )
+        num_classes = getattr(self.sem_seg_head, "num_classes", None)
+        if num_classes is not None and meta.get("num_classes", num_classes) != num_classes:
+            raise ValueError(
+                f"Dataset '{name}' has {meta.num_classes} classes but the model predicts "
+                f"{num_classes} (MODEL.SEM_SEG_HEAD.NUM_CLASSES)"
+            )
+        return meta
+
+    def _postprocess(
+        self,
+        batched_inputs: Sequence[Mapping[str, Any]],
+        sem_logits: torch.Tensor,
+        center: torch.Tensor,
+        offset: torch.Tensor,
+    ) -> list[dict[str, Any]]:
+        results = []
+        elapsed = 0.0
+        for i, d in enumerate(batched_inputs):
+            h, w = d["image"].shape[-2:]
+            height, width = int(d.get("height", h)), int(d.get("width", w))
+            logits = _resize(sem_logits[i, :, :h, :w], height, width)
+            heatmap = _resize(center[i, :, :h, :w], height, width)
+            offsets = _resize(offset[i, :, :h, :w], height, width)
+            # Offsets are displacements in pixels: rescale them with the image.
+            scale = torch.tensor([height / h, width / w], device=offsets.device).view(2, 1, 1)
+            offsets = offsets * scale
+            meta = self.postprocess_metadata(d)
+            _synchronize(self.device)
+            start = time.perf_counter()
+            result = {"sem_seg": logits}
+            result.update(self._panoptic(logits, heatmap, offsets, meta))
+            _synchronize(self.device)
+            elapsed += time.perf_counter() - start
+            results.append(result)
+        self.last_postprocess_time = elapsed
+        return results
+
+    def _panoptic(
+        self, logits: torch.Tensor, heatmap: torch.Tensor, offsets: torch.Tensor, meta: Metadata
+    ) -> dict[str, Any]:
+        """Post-processes one image's (C, H, W) logits, (1, H, W) heatmap, (2, H, W) offsets."""
+        thing_ids = [int(t) for t in meta.thing_ids]
+        divisor = int(meta.label_divisor)
+        ignore = meta.get("ignore_label")
+        scores = logits
+        if ignore is not None and 0 <= ignore < logits.shape[0]:
+            scores = logits.clone()
+            scores[ignore] = float("-inf")
+        sem = scores.argmax(dim=0, keepdim=True)
+        panoptic, centers = get_panoptic_segmentation(
+            sem,
+            heatmap,
+            offsets,
+            thing_ids=thing_ids,
+            label_divisor=divisor,
+            stuff_area=self.stuff_area,
+            void_label=VOID_LABEL,
+            threshold=self.center_threshold,
+            nms_kernel=self.nms_kernel,
+            top_k=self.top_k if self.top_k > 0 else None,
+        )
+        instances = []
+        if self.predict_instances:
+            instances = get_instance_predictions(
+                panoptic, F.softmax(logits, dim=0), heatmap, centers, thing_ids, divisor
+            )
+        out: dict[str, Any] = {
+            "panoptic_seg": (
+                panoptic[0],
+                _segments_info(panoptic[0], instances, thing_ids, divisor),
+            )
+        }
+        if self.predict_instances:
+            out["instances"] = _instances_dict(instances, panoptic.shape[-2:], panoptic.device)
+        return out
+
+
+def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(C, h, w) -> (C, height, width), bilinear (a no-op at the same size)."""
+    if x.shape[-2:] == (height, width):
+        return x
+    return F.interpolate(x[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _segments_info(
+    id_map: torch.Tensor,
+    instances: Iterable[Mapping[str, Any]],
+    thing_ids: Sequence[int],
+    divisor: int,
+) -> list[dict[str, Any]]:
+    """One entry per non-void id of ``id_map`` (increasing), things with their score."""
+    things = set(thing_ids)
+    ids = [i for i in torch.unique(id_map).tolist() if i != VOID_LABEL]
+    # get_instance_predictions lists the thing segments in increasing label order.
+    thing_labels = [i for i in ids if i % divisor > 0 and i // divisor in things]
+    score_of = {label: inst["score"] for label, inst in zip(thing_labels, instances)}
+    info = []
+    for segment_id in ids:
+        category = segment_id // divisor
+        entry = {"id": segment_id, "category_id": category, "isthing": category in things}
+        if segment_id in score_of:
+            entry["score"] = score_of[segment_id]
+        info.append(entry)
+    return info
+
+
+def _instances_dict(
+    instances: Sequence[Mapping[str, Any]], size: tuple[int, int], device: torch.device
+) -> dict[str, torch.Tensor]:
+    if instances:
+        masks = torch.stack([inst["mask"] for inst in instances])
+    else:
+        masks = torch.zeros((0, *size), dtype=torch.bool, device=device)
+    return {
+        "pred_masks": masks,
+        "pred_classes": torch.tensor(
+            [inst["class"] for inst in instances], dtype=torch.int64, device=device
+        ),
+        "scores": torch.tensor(
+            [inst["score"] for inst in instances], dtype=torch.float32, device=device
+        ),
+        "pred_boxes": masks_to_boxes_xyxy(masks),
+    }
