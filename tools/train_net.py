@@ -13,6 +13,12 @@ Without GPUs, ``--num-gpus N`` runs N CPU processes (gloo).
 """
 
 import logging
+import sys
+from pathlib import Path
+
+# The repository root, so that plugins living in it (``projects.DeepLab.deeplab``) import
+# when this script is run by path; spawned workers inherit sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from panoptic2.checkpoint import Checkpointer
 from panoptic2.config import load_config
