@@ -378,3 +378,65 @@ _C.MODEL.PANOPTIC_DEEPLAB.USE_DEPTHWISE_SEPARABLE_CONV = False
 _C.MODEL.PANOPTIC_DEEPLAB.SIZE_DIVISIBILITY = -1
 # Return raw predictions without post-processing (to time the network alone).
 _C.MODEL.PANOPTIC_DEEPLAB.BENCHMARK_NETWORK_SPEED = False
+
+
+# ---------------------------------------------------------------------------------------
+# Panoptic FPN: ResNet-FPN backbone, anchors, RPN
+# (modeling/backbone/fpn.py, modeling/anchor_generator.py, modeling/proposal_generator/rpn.py).
+# Detectron2 names and semantics; defaults are Detectron2's Base-RCNN-FPN values.
+# ---------------------------------------------------------------------------------------
+_C.MODEL.FPN = CN()
+# Bottom-up features fused by the FPN, fine to coarse; outputs are p2..p5 (+ p6 max-pooled).
+_C.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.FPN.OUT_CHANNELS = 256
+# Norm of the lateral and output convs: "" (none, convs with bias), "GN", "BN", ...
+_C.MODEL.FPN.NORM = ""
+# How the top-down path merges with a lateral: only "sum" (torchvision's FPN).
+_C.MODEL.FPN.FUSE_TYPE = "sum"
+
+_C.MODEL.PROPOSAL_GENERATOR = CN()
+# Name in PROPOSAL_GENERATOR_REGISTRY.
+_C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
+# Proposals with a side <= this many input pixels (after clipping) are dropped.
+_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0.0
+
+_C.MODEL.ANCHOR_GENERATOR = CN()
+_C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"
+# Anchor sizes (sqrt of area, input pixels) per level of RPN.IN_FEATURES; one list = all levels.
+_C.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
+# Height / width ratios per level; one list = all levels.
+_C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+# Anchor centres at (cell index + OFFSET) * stride; 0.0 = cell corners, 0.5 = cell centres.
+_C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.0
+
+_C.MODEL.RPN = CN()
+# Name in RPN_HEAD_REGISTRY (modeling/proposal_generator/rpn.py).
+_C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"
+_C.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+# Anchors beyond the image by more than this many pixels are ignored in training; -1 keeps all.
+_C.MODEL.RPN.BOUNDARY_THRESH = -1
+# IoU < 0.3: negative; [0.3, 0.7): ignored; >= 0.7: positive (plus each GT's best anchors).
+_C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]
+_C.MODEL.RPN.IOU_LABELS = [0, -1, 1]
+# Anchors sampled per image for the losses, and the largest positive fraction among them.
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+# "smooth_l1" (on deltas), "giou", "diou" or "ciou" (on decoded boxes).
+_C.MODEL.RPN.BBOX_REG_LOSS_TYPE = "smooth_l1"
+_C.MODEL.RPN.BBOX_REG_LOSS_WEIGHT = 1.0
+# (wx, wy, ww, wh) of the anchor-delta coding.
+_C.MODEL.RPN.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+# 0.0 = L1 loss.
+_C.MODEL.RPN.SMOOTH_L1_BETA = 0.0
+_C.MODEL.RPN.LOSS_WEIGHT = 1.0
+# Boxes kept per level before NMS, and per image after NMS.
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000
+_C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.NMS_THRESH = 0.7
+# Channels of the head's shared 3x3 convs; -1 = the input channels.
+_C.MODEL.RPN.CONV_DIMS = [-1]
+# ---------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------
+

@@ -2,6 +2,7 @@
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY, build_backbone
+from .fpn import FPN, build_resnet_fpn_backbone
 from .mobilenet import MobileNetV3, build_mobilenetv3_backbone
 from .resnet import (
     BasicBlock,
@@ -20,11 +21,13 @@ __all__ = [
     "BasicStem",
     "BottleneckBlock",
     "DeepLabStem",
+    "FPN",
     "MobileNetV3",
     "ResNet",
     "SWideRNet",
     "build_backbone",
     "build_mobilenetv3_backbone",
     "build_resnet_backbone",
+    "build_resnet_fpn_backbone",
     "build_swidernet_backbone",
 ]

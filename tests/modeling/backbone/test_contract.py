@@ -24,6 +24,10 @@ _SMALL = {
         "MODEL.RESNETS.OUT_FEATURES", ["stem", "res2", "res3", "res4", "res5"],
     ],
     "build_mobilenetv3_backbone": ["MODEL.MOBILENET.VARIANT", "small"],
+    "build_resnet_fpn_backbone": [
+        "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+        "MODEL.FPN.OUT_CHANNELS", 32,
+    ],
     "build_swidernet_backbone": [
         "MODEL.SWIDERNET.STEM_WIDTH_MULTIPLIER", 0.25,
         "MODEL.SWIDERNET.WIDTH_MULTIPLIER", 0.125,
