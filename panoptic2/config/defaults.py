@@ -440,3 +440,75 @@ _C.MODEL.RPN.CONV_DIMS = [-1]
 # ---------------------------------------------------------------------------------------
 # ---------------------------------------------------------------------------------------
 
+
+# ---------------------------------------------------------------------------------------
+# Panoptic FPN: ROI heads, mask head, semantic FPN head, fusion
+# (modeling/roi_heads/, modeling/heads/semantic_fpn.py, modeling/meta_arch/{rcnn,
+# panoptic_fpn}.py). Detectron2 names and semantics; defaults are Detectron2's.
+# ---------------------------------------------------------------------------------------
+_C.MODEL.MASK_ON = False
+
+_C.MODEL.ROI_HEADS = CN()
+# Name in ROI_HEADS_REGISTRY.
+_C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+# Number of thing classes (background not counted); must match the dataset's thing_ids.
+_C.MODEL.ROI_HEADS.NUM_CLASSES = 80
+_C.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+# Proposals with IoU >= 0.5 with a ground-truth box are foreground, others background.
+_C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]
+_C.MODEL.ROI_HEADS.IOU_LABELS = [0, 1]
+# Sampled proposals per image for the losses, and the largest foreground fraction.
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+# Inference: detections scoring <= this are dropped; per-class NMS IoU threshold.
+_C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+_C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
+# Add the ground-truth boxes to the proposals in training.
+_C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True
+
+_C.MODEL.ROI_BOX_HEAD = CN()
+_C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
+_C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
+_C.MODEL.ROI_BOX_HEAD.NUM_CONV = 0
+_C.MODEL.ROI_BOX_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_BOX_HEAD.NORM = ""
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+# roi_align samples per bin; 0 = adaptive (ceil(roi size / output size)).
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0
+# "ROIAlignV2" (pixel-aligned) or "ROIAlign".
+_C.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+# (wx, wy, ww, wh) of the proposal-delta coding.
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+# Only "smooth_l1"; SMOOTH_L1_BETA 0.0 is the L1 loss.
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "smooth_l1"
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0
+_C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 0.0
+_C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
+
+_C.MODEL.ROI_MASK_HEAD = CN()
+_C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
+_C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_MASK_HEAD.NORM = ""
+# Pooled side; the predicted masks are twice this (28x28).
+_C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_MASK_HEAD.POOLER_TYPE = "ROIAlignV2"
+_C.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = False
+
+_C.MODEL.PANOPTIC_FPN = CN()
+# Weight of the ROI heads' and RPN's losses (the semantic head has its own LOSS_WEIGHT).
+_C.MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT = 1.0
+_C.MODEL.PANOPTIC_FPN.COMBINE = CN()
+# Fuse instances and semantics into panoptic_seg at inference.
+_C.MODEL.PANOPTIC_FPN.COMBINE.ENABLED = True
+# Skip an instance whose already-taken pixels exceed this fraction of its area.
+_C.MODEL.PANOPTIC_FPN.COMBINE.OVERLAP_THRESH = 0.5
+# Smallest stuff segment (pixels at the original size).
+_C.MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT = 4096
+# Lowest score of an instance pasted into panoptic_seg.
+_C.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = 0.5
+
+# Detections kept per image by box-based models.
+_C.TEST.DETECTIONS_PER_IMAGE = 100
+# ---------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from .panoptic_deeplab import (
     PanopticDeepLabSemSegHead,
     decoder_args_from_config,
 )
+from .semantic_fpn import SemSegFPNHead
 
 __all__ = [
+    "SemSegFPNHead",
     "PanopticDeepLabInsEmbedHead",
     "PanopticDeepLabSemSegHead",
     "decoder_args_from_config",
