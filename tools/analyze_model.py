@@ -87,6 +87,32 @@ def build_target(cfg, backbone_only: bool) -> nn.Module:
     return module.to("cpu").eval()
 
 
+def _tensors(obj) -> list[torch.Tensor]:
+    """Every tensor inside nested dicts, lists and tuples, in a stable order."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for key in sorted(obj, key=str) for t in _tensors(obj[key])]
+    if isinstance(obj, (list, tuple)):
+        return [t for item in obj for t in _tensors(item)]
+    return []
+
+
+class _TensorOutputs(nn.Module):
+    """Runs a model and returns only the tensors of its outputs.
+
+    fvcore's tracer fails on outputs that also hold Python objects (e.g. the
+    ``segments_info`` lists of ``panoptic_seg``); the tensors are what it must follow.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs):
+        return tuple(_tensors(self.model(inputs)))
+
+
 def _flop_inputs(module: nn.Module, cfg, backbone_only: bool, height: int, width: int):
     channels = len(cfg.MODEL.PIXEL_MEAN)
     image = torch.zeros(channels, height, width)
@@ -128,7 +154,9 @@ def analyze(
         print(f"Total parameters: {total} ({total / 1e6:.2f} M)")
     if "flop" in tasks:
         inputs = _flop_inputs(module, cfg, backbone_only, height, width)
-        flops = FlopCountAnalysis(module, inputs)
+        # Counted on a zero image: data-dependent parts (the number of proposals that
+        # reach the ROI heads) cost less than on a real image.
+        flops = FlopCountAnalysis(module if backbone_only else _TensorOutputs(module), inputs)
         flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         with torch.no_grad():
             total = flops.total()

@@ -90,3 +90,15 @@ def test_whole_model_parameters(capsys):
     expected = toy.DIM * hidden + hidden + hidden * toy.NUM_CLASSES + toy.NUM_CLASSES
     assert totals == {"parameters": expected}
     assert "ToyClassifier" in capsys.readouterr().out
+
+
+def test_whole_model_flops_follow_tensor_outputs_only(capsys):
+    """Whole models output Python objects too (panoptic segments_info); the tool counts
+    through their tensors, and a model costs more than its backbone."""
+    tool = _load_tool()
+    config = os.path.join(REPO, "configs", "shapes", "panoptic_fpn_R18_1x.yaml")
+    size = ["--height", "128", "--width", "160"]
+    whole = tool.main(["--config-file", config, "--tasks", "flop", *size])
+    backbone = tool.main(["--config-file", config, "--tasks", "flop", "--backbone-only", *size])
+    assert whole["flops"] > backbone["flops"] > 0
+    assert "FLOPs of PanopticFPN at 128x160" in capsys.readouterr().out
