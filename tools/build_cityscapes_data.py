@@ -15,11 +15,10 @@ and resumable. See :mod:`panoptic2.data.records.cityscapes` for the exact semant
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from panoptic2.data.records.cityscapes import CITYSCAPES_SPLITS, convert_cityscapes_dataset
-from panoptic2.data.records.cli import add_bool_flag, add_conversion_args
+from panoptic2.data.records.cli import add_bool_flag, add_conversion_args, run_conversion
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,20 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the conversion; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    written = convert_cityscapes_dataset(
+    return run_conversion(
+        convert_cityscapes_dataset,
         args.cityscapes_root,
-        args.output_dir,
-        splits=[s for s in args.splits.split(",") if s],
+        args,
         create_panoptic_data=args.create_panoptic_data,
-        treat_crowd_as_ignore=args.treat_crowd_as_ignore,
-        num_shards=args.num_shards,
-        workers=args.workers,
-        label_format=args.label_format,
     )
-    for split, paths in written.items():
-        print(f"{split}: {len(paths)} shards in {args.output_dir}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ Conversion is parallel (``--workers``) and resumable: rerunning skips finished s
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from panoptic2.data.records.cli import add_conversion_args
+from panoptic2.data.records.cli import add_conversion_args, run_conversion
 from panoptic2.data.records.coco import COCO_SPLITS, convert_coco_dataset
 
 
@@ -32,19 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the conversion; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    written = convert_coco_dataset(
-        args.coco_root,
-        args.output_dir,
-        splits=[s for s in args.splits.split(",") if s],
-        treat_crowd_as_ignore=args.treat_crowd_as_ignore,
-        num_shards=args.num_shards,
-        workers=args.workers,
-        label_format=args.label_format,
-    )
-    for split, paths in written.items():
-        print(f"{split}: {len(paths)} shards in {args.output_dir}")
-    return 0
+    return run_conversion(convert_coco_dataset, args.coco_root, args)
 
 
 if __name__ == "__main__":

@@ -203,6 +203,24 @@ class CityscapesEvaluator(DatasetEvaluator):
             )
         return records
 
+    def _script_args(self, cs_eval: types.ModuleType) -> Any:
+        """A copy of an official script's module-level ``args``, set up for our predictions.
+
+        Args:
+            cs_eval: the ``cityscapesscripts.evaluation`` script module.
+
+        Returns:
+            Its ``args``, copied (the module's own stay untouched), reading predictions from
+            ``self._pred_dir`` without a directory walk, quiet and with no JSON or colours.
+        """
+        args = copy.copy(cs_eval.args)
+        args.predictionPath = self._pred_dir
+        args.predictionWalk = None
+        args.JSONOutput = False
+        args.quiet = True
+        args.colorized = False
+        return args
+
     def _gt_file(self, stem: str, suffix: str) -> str:
         gt_dir = self._metadata.get("gt_dir")
         if not gt_dir:
@@ -250,14 +268,9 @@ class CityscapesSemSegEvaluator(CityscapesEvaluator):
             return {}
         import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cs_eval
 
-        args = copy.copy(cs_eval.args)
-        args.predictionPath = self._pred_dir
-        args.predictionWalk = None
+        args = self._script_args(cs_eval)
         args.evalInstLevelScore = True
         args.evalPixelAccuracy = False
-        args.JSONOutput = False
-        args.quiet = True
-        args.colorized = False
         args.bold = args.nocol = ""
         stems = sorted(set(stems))
         gts = [self._gt_file(s, "_gtFine_labelIds.png") for s in stems]
@@ -348,12 +361,7 @@ class CityscapesInstanceEvaluator(CityscapesEvaluator):
         import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as cs_eval
         from cityscapesscripts.evaluation.instances2dict import instances2dict
 
-        args = copy.copy(cs_eval.args)
-        args.predictionPath = self._pred_dir
-        args.predictionWalk = None
-        args.JSONOutput = False
-        args.quiet = True
-        args.colorized = False
+        args = self._script_args(cs_eval)
         args.distanceAvailable = False
         stems = sorted(set(stems))
         gts = [self._gt_file(s, "_gtFine_instanceIds.png") for s in stems]

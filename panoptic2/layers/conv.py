@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Conv2d", "c2_msra_fill"]
+from .batch_norm import get_norm
+
+__all__ = ["Conv2d", "c2_msra_fill", "conv3x3_norm_relu"]
 
 
 class Conv2d(nn.Conv2d):
@@ -61,3 +63,32 @@ def c2_msra_fill(module: nn.Module) -> None:
     nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
     if getattr(module, "bias", None) is not None:
         nn.init.constant_(module.bias, 0)
+
+
+def conv3x3_norm_relu(
+    in_channels: int,
+    out_channels: int,
+    norm: str | Callable[[int], nn.Module] | None,
+) -> Conv2d:
+    """A 3x3 conv (padding 1) + norm + ReLU, MSRA-initialized: the unit of the heads' towers.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        norm: a :func:`panoptic2.layers.get_norm` name or factory; the conv has a bias
+            only without a norm.
+
+    Returns:
+        The conv; (N, in_channels, H, W) -> (N, out_channels, H, W).
+    """
+    conv = Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size=3,
+        padding=1,
+        bias=not norm,
+        norm=get_norm(norm, out_channels),
+        activation=F.relu,
+    )
+    c2_msra_fill(conv)
+    return conv

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from .aspp import ASPP
 from .batch_norm import get_norm
-from .conv import Conv2d, c2_msra_fill
+from .conv import Conv2d, c2_msra_fill, conv3x3_norm_relu
 from .separable_conv import DepthwiseSeparableConv2d
 from .shape_spec import ShapeSpec
 
@@ -38,20 +38,9 @@ def _fuse_conv(
             norm2=norm,
             activation2=F.relu,
         )
-    convs = []
-    for c_in in (in_channels, out_channels):
-        conv = Conv2d(
-            c_in,
-            out_channels,
-            kernel_size=3,
-            padding=1,
-            bias=not norm,
-            norm=get_norm(norm, out_channels),
-            activation=F.relu,
-        )
-        c2_msra_fill(conv)
-        convs.append(conv)
-    return nn.Sequential(*convs)
+    return nn.Sequential(
+        *(conv3x3_norm_relu(c_in, out_channels, norm) for c_in in (in_channels, out_channels))
+    )
 
 
 class DeepLabV3PlusDecoder(nn.Module):

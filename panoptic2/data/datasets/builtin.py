@@ -13,7 +13,7 @@ The shapes names generate the synthetic dataset on first use (``ensure_shapes``)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..catalog import DatasetCatalog, MetadataCatalog
@@ -174,6 +174,35 @@ def _cityscapes_paths(folder: str, split: str) -> dict[str, str]:
     }
 
 
+# The Cityscapes views registered per split: (task in the name, evaluators, loader taking
+# the resolved paths, the metadata and the dataset name).
+_CITYSCAPES_TASKS: tuple[
+    tuple[str, Sequence[str], Callable[[dict[str, str], dict[str, Any], str], list[dict]]], ...
+] = (
+    (
+        "panoptic",
+        _CITYSCAPES_PANOPTIC_EVALUATORS,
+        lambda p, m, name: load_cityscapes_panoptic(
+            p["image_root"], p["panoptic_root"], p["panoptic_json"], m, dataset_name=name
+        ),
+    ),
+    (
+        "sem_seg",
+        _CITYSCAPES_SEM_SEG_EVALUATORS,
+        lambda p, m, name: load_cityscapes_semantic(
+            p["image_root"], p["gt_dir"], dataset_name=name, meta=m
+        ),
+    ),
+    (
+        "instance_seg",
+        _INSTANCE_EVALUATORS,
+        lambda p, m, name: load_cityscapes_instances(
+            p["image_root"], p["gt_dir"], dataset_name=name
+        ),
+    ),
+)
+
+
 def _register_cityscapes_like(prefix: str, folder_of: Callable[[], str], static: str) -> None:
     meta = get_cityscapes_metadata()
     for split in _CITYSCAPES_SPLITS:
@@ -182,33 +211,14 @@ def _register_cityscapes_like(prefix: str, folder_of: Callable[[], str], static:
             return _cityscapes_paths(folder_of(), split)
 
         at_reg = _cityscapes_paths(static, split)
-        name = f"{prefix}_fine_panoptic_{split}"
-        _register(
-            name,
-            {**meta, **at_reg, "evaluators": list(_CITYSCAPES_PANOPTIC_EVALUATORS)},
-            paths,
-            lambda p, m, name=name: load_cityscapes_panoptic(
-                p["image_root"], p["panoptic_root"], p["panoptic_json"], m, dataset_name=name
-            ),
-        )
-        name = f"{prefix}_fine_sem_seg_{split}"
-        _register(
-            name,
-            {**meta, **at_reg, "evaluators": list(_CITYSCAPES_SEM_SEG_EVALUATORS)},
-            paths,
-            lambda p, m, name=name: load_cityscapes_semantic(
-                p["image_root"], p["gt_dir"], dataset_name=name, meta=m
-            ),
-        )
-        name = f"{prefix}_fine_instance_seg_{split}"
-        _register(
-            name,
-            {**meta, **at_reg, "evaluators": list(_INSTANCE_EVALUATORS)},
-            paths,
-            lambda p, m, name=name: load_cityscapes_instances(
-                p["image_root"], p["gt_dir"], dataset_name=name
-            ),
-        )
+        for task, evaluators, load in _CITYSCAPES_TASKS:
+            name = f"{prefix}_fine_{task}_{split}"
+            _register(
+                name,
+                {**meta, **at_reg, "evaluators": list(evaluators)},
+                paths,
+                lambda p, m, name=name, load=load: load(p, m, name),
+            )
 
 
 def register_all_cityscapes() -> None:

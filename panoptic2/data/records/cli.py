@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 
 from .segmentation import PANOPTIC_LABEL_FORMATS
 
-__all__ = ["add_bool_flag", "add_conversion_args", "str2bool"]
+__all__ = ["add_bool_flag", "add_conversion_args", "run_conversion", "str2bool"]
 
 
 def str2bool(value: str) -> bool:
@@ -56,3 +58,36 @@ def add_conversion_args(
     parser.add_argument(
         "--splits", default=",".join(splits), help="Comma-separated splits to convert."
     )
+
+
+def run_conversion(
+    convert: Callable[..., Mapping[str, Sequence[str]]],
+    root: str,
+    args: argparse.Namespace,
+    **extra,
+) -> int:
+    """Runs a converter with the flags of :func:`add_conversion_args` and reports the shards.
+
+    Args:
+        convert: ``convert_{dataset}_dataset(root, output_dir, *, splits, ...)``.
+        root: the dataset root folder.
+        args: parsed flags, with ``output_dir`` and those of :func:`add_conversion_args`.
+        **extra: dataset-specific keyword arguments passed on to ``convert``.
+
+    Returns:
+        The process exit status (0).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    written = convert(
+        root,
+        args.output_dir,
+        splits=[s for s in args.splits.split(",") if s],
+        treat_crowd_as_ignore=args.treat_crowd_as_ignore,
+        num_shards=args.num_shards,
+        workers=args.workers,
+        label_format=args.label_format,
+        **extra,
+    )
+    for split, paths in written.items():
+        print(f"{split}: {len(paths)} shards in {args.output_dir}")
+    return 0

@@ -34,7 +34,7 @@ from torchvision.models.mobilenetv3 import InvertedResidual, _mobilenet_v3_conf
 from torchvision.ops.misc import Conv2dNormActivation
 
 from panoptic2.config import configurable
-from panoptic2.layers import FrozenBatchNorm2d, ShapeSpec, get_norm
+from panoptic2.layers import ShapeSpec, get_norm
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -94,12 +94,7 @@ class MobileNetV3(Backbone):
             raise ValueError(f"MobileNetV3 variant must be 'large' or 'small', got {variant!r}")
         if output_stride not in (16, 32):
             raise ValueError(f"MobileNetV3 output_stride must be 16 or 32, got {output_stride}")
-        unknown = [f for f in out_features if f not in _STRIDE_TO_NAME.values()]
-        if unknown or not out_features:
-            raise ValueError(
-                f"MobileNetV3 out_features must be among {list(_STRIDE_TO_NAME.values())}, "
-                f"got {list(out_features)}"
-            )
+        self._set_out_features("MobileNetV3", out_features, list(_STRIDE_TO_NAME.values()))
         settings, _ = _mobilenet_v3_conf(
             f"mobilenet_v3_{variant}", width_mult=width_multiplier, dilated=output_stride == 16
         )
@@ -147,17 +142,15 @@ class MobileNetV3(Backbone):
             self._taps[index] = name
             self._out_feature_channels[name] = channels
             self._out_feature_strides[name] = min(layer_stride, output_stride)
-        self._out_features = list(out_features)
         self._last_needed = max(i for i, n in self._taps.items() if n in self._out_features)
         self.freeze(freeze_at)
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec | None = None) -> dict:
         m = cfg.MODEL.MOBILENET
-        channels = input_shape.channels if input_shape is not None else None
         return {
             "variant": m.VARIANT,
-            "in_channels": channels or len(cfg.MODEL.PIXEL_MEAN),
+            "in_channels": cls._input_channels(cfg, input_shape),
             "output_stride": m.OUTPUT_STRIDE,
             "out_features": m.OUT_FEATURES,
             "norm": m.NORM,
@@ -179,10 +172,7 @@ class MobileNetV3(Backbone):
         order = ("res2", "res3", "res4", "res5")[: min(freeze_at, 4)]
         last = max(i for i, n in self._taps.items() if n in order)
         for i in range(last + 1):
-            for p in self.features[i].parameters():
-                p.requires_grad_(False)
-        for i in range(last + 1):
-            self.features[i] = FrozenBatchNorm2d.convert_frozen_batchnorm(self.features[i])
+            self.features[i] = self._frozen(self.features[i])
         return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -192,8 +182,7 @@ class MobileNetV3(Backbone):
         Returns:
             ``{name: (N, channels, ceil(H / stride), ceil(W / stride))}``.
         """
-        if x.dim() != 4:
-            raise ValueError(f"MobileNetV3 takes (N, C, H, W) input, got shape {tuple(x.shape)}")
+        self._check_input("MobileNetV3", x)
         outputs = {}
         for i, layer in enumerate(self.features):
             x = layer(x)

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from panoptic2.config import configurable
-from panoptic2.layers import FrozenBatchNorm2d, ShapeSpec, get_norm
+from panoptic2.layers import ShapeSpec, get_norm
 from panoptic2.layers.conv import Conv2d, c2_msra_fill
 
 from .backbone import Backbone
@@ -61,11 +61,32 @@ _DEPTH_TO_BLOCKS = {
 _STAGE_NAMES = ("res2", "res3", "res4", "res5")
 
 
-def _freeze(module: nn.Module) -> nn.Module:
-    """Stops gradients of ``module``'s parameters and freezes its BatchNorm layers."""
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+def _conv_norm(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    norm: str,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+) -> Conv2d:
+    """A bias-free ``kernel_size`` conv + norm, padded to keep ``ceil(size / stride)``.
+
+    Not initialized here: callers apply :func:`c2_msra_fill` in their own order, which fixes
+    the random stream (and so the weights for a given seed).
+    """
+    return Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=dilation * (kernel_size // 2),
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+        norm=get_norm(norm, out_channels),
+    )
 
 
 class BasicStem(nn.Module):
@@ -84,15 +105,7 @@ class BasicStem(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 64, norm: str = "BN") -> None:
         super().__init__()
         self.out_channels = out_channels
-        self.conv1 = Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size=7,
-            stride=2,
-            padding=3,
-            bias=False,
-            norm=get_norm(norm, out_channels),
-        )
+        self.conv1 = _conv_norm(in_channels, out_channels, 7, norm, stride=2)
         c2_msra_fill(self.conv1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,15 +133,7 @@ class DeepLabStem(nn.Module):
         mid = out_channels // 2
         channels = [(in_channels, mid, 2), (mid, mid, 1), (mid, out_channels, 1)]
         for i, (cin, cout, stride) in enumerate(channels, start=1):
-            conv = Conv2d(
-                cin,
-                cout,
-                kernel_size=3,
-                stride=stride,
-                padding=1,
-                bias=False,
-                norm=get_norm(norm, cout),
-            )
+            conv = _conv_norm(cin, cout, 3, norm, stride=stride)
             c2_msra_fill(conv)
             self.add_module(f"conv{i}", conv)
 
@@ -142,14 +147,7 @@ class DeepLabStem(nn.Module):
 def _shortcut(in_channels: int, out_channels: int, stride: int, norm: str) -> Conv2d | None:
     if in_channels == out_channels and stride == 1:
         return None
-    conv = Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size=1,
-        stride=stride,
-        bias=False,
-        norm=get_norm(norm, out_channels),
-    )
+    conv = _conv_norm(in_channels, out_channels, 1, norm, stride=stride)
     c2_msra_fill(conv)
     return conv
 
@@ -178,25 +176,10 @@ class BasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.shortcut = _shortcut(in_channels, out_channels, stride, norm)
-        self.conv1 = Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size=3,
-            stride=stride,
-            padding=dilation,
-            dilation=dilation,
-            bias=False,
-            norm=get_norm(norm, out_channels),
+        self.conv1 = _conv_norm(
+            in_channels, out_channels, 3, norm, stride=stride, dilation=dilation
         )
-        self.conv2 = Conv2d(
-            out_channels,
-            out_channels,
-            kernel_size=3,
-            padding=dilation,
-            dilation=dilation,
-            bias=False,
-            norm=get_norm(norm, out_channels),
-        )
+        self.conv2 = _conv_norm(out_channels, out_channels, 3, norm, dilation=dilation)
         for conv in (self.conv1, self.conv2):
             c2_msra_fill(conv)
 
@@ -238,32 +221,17 @@ class BottleneckBlock(nn.Module):
         super().__init__()
         self.shortcut = _shortcut(in_channels, out_channels, stride, norm)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = Conv2d(
-            in_channels,
-            bottleneck_channels,
-            kernel_size=1,
-            stride=stride_1x1,
-            bias=False,
-            norm=get_norm(norm, bottleneck_channels),
-        )
-        self.conv2 = Conv2d(
+        self.conv1 = _conv_norm(in_channels, bottleneck_channels, 1, norm, stride=stride_1x1)
+        self.conv2 = _conv_norm(
             bottleneck_channels,
             bottleneck_channels,
-            kernel_size=3,
+            3,
+            norm,
             stride=stride_3x3,
-            padding=dilation,
             dilation=dilation,
             groups=num_groups,
-            bias=False,
-            norm=get_norm(norm, bottleneck_channels),
         )
-        self.conv3 = Conv2d(
-            bottleneck_channels,
-            out_channels,
-            kernel_size=1,
-            bias=False,
-            norm=get_norm(norm, out_channels),
-        )
+        self.conv3 = _conv_norm(bottleneck_channels, out_channels, 1, norm)
         for conv in (self.conv1, self.conv2, self.conv3):
             c2_msra_fill(conv)
 
@@ -371,11 +339,7 @@ class ResNet(Backbone):
         else:
             raise ValueError(f"stem_type must be 'basic' or 'deeplab', got {stem_type!r}")
 
-        valid = ("stem", *_STAGE_NAMES)
-        unknown = [f for f in out_features if f not in valid]
-        if unknown or not out_features:
-            raise ValueError(f"ResNet out_features must be among {valid}, got {list(out_features)}")
-        self._out_features = list(out_features)
+        self._set_out_features("ResNet", out_features, ("stem", *_STAGE_NAMES))
         self._out_feature_strides = {"stem": self.stem.stride}
         self._out_feature_channels = {"stem": stem_out_channels}
 
@@ -418,10 +382,9 @@ class ResNet(Backbone):
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec | None = None) -> dict:
         r = cfg.MODEL.RESNETS
-        channels = input_shape.channels if input_shape is not None else None
         return {
             "depth": r.DEPTH,
-            "in_channels": channels or len(cfg.MODEL.PIXEL_MEAN),
+            "in_channels": cls._input_channels(cfg, input_shape),
             "out_features": r.OUT_FEATURES,
             "norm": r.NORM,
             "stem_type": r.STEM_TYPE,
@@ -445,11 +408,7 @@ class ResNet(Backbone):
         Returns:
             self.
         """
-        if freeze_at >= 1:
-            self.stem = _freeze(self.stem)
-        for idx, name in enumerate(self.stage_names, start=2):
-            if freeze_at >= idx:
-                setattr(self, name, _freeze(getattr(self, name)))
+        self._freeze_children(("stem", *self.stage_names)[: max(freeze_at, 0)])
         return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -460,17 +419,8 @@ class ResNet(Backbone):
             ``{name: (N, channels, ceil(H / stride), ceil(W / stride))}`` for
             ``out_features``.
         """
-        if x.dim() != 4:
-            raise ValueError(f"ResNet takes (N, C, H, W) input, got shape {tuple(x.shape)}")
-        outputs = {}
-        x = self.stem(x)
-        if "stem" in self._out_features:
-            outputs["stem"] = x
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
+        self._check_input("ResNet", x)
+        return self._forward_stages(x, self.stage_names)
 
 
 @BACKBONE_REGISTRY.register()

@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from panoptic2.config import configurable
-from panoptic2.layers import FrozenBatchNorm2d, ShapeSpec, get_norm
+from panoptic2.layers import ShapeSpec, get_norm
 from panoptic2.layers.conv import Conv2d, c2_msra_fill
 from panoptic2.layers.sac import SAConv2d
 
@@ -315,12 +315,7 @@ class SWideRNet(Backbone):
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise ValueError(f"SWideRNet output_stride must be 8, 16 or 32, got {output_stride}")
-        valid = ("stem", *_STAGE_NAMES)
-        unknown = [f for f in out_features if f not in valid]
-        if unknown or not out_features:
-            raise ValueError(
-                f"SWideRNet out_features must be among {valid}, got {list(out_features)}"
-            )
+        self._set_out_features("SWideRNet", out_features, ("stem", *_STAGE_NAMES))
         blocks = (_RES1_BLOCKS, *(int(n * layer_multiplier) for n in _BASE_BLOCKS))
         if min(blocks) < 1:
             raise ValueError(
@@ -387,16 +382,14 @@ class SWideRNet(Backbone):
             self.add_module(name, nn.Sequential(*stage))
             self._out_feature_strides[name] = min(in_s * s, output_stride)
             self._out_feature_channels[name] = in_ch
-        self._out_features = list(out_features)
         self.num_blocks = blocks
         self.freeze(freeze_at)
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec | None = None) -> dict:
         s = cfg.MODEL.SWIDERNET
-        channels = input_shape.channels if input_shape is not None else None
         return {
-            "in_channels": channels or len(cfg.MODEL.PIXEL_MEAN),
+            "in_channels": cls._input_channels(cfg, input_shape),
             "stem_width_multiplier": s.STEM_WIDTH_MULTIPLIER,
             "width_multiplier": s.WIDTH_MULTIPLIER,
             "layer_multiplier": s.LAYER_MULTIPLIER,
@@ -418,12 +411,7 @@ class SWideRNet(Backbone):
         Returns:
             self.
         """
-        parts = ("stem", *_STAGE_NAMES)[: max(freeze_at, 0)]
-        for name in parts:
-            module = getattr(self, name)
-            for p in module.parameters():
-                p.requires_grad_(False)
-            setattr(self, name, FrozenBatchNorm2d.convert_frozen_batchnorm(module))
+        self._freeze_children(("stem", *_STAGE_NAMES)[: max(freeze_at, 0)])
         return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -433,18 +421,10 @@ class SWideRNet(Backbone):
         Returns:
             ``{name: (N, channels, ceil(H / stride), ceil(W / stride))}``.
         """
-        if x.dim() != 4:
-            raise ValueError(f"SWideRNet takes (N, C, H, W) input, got shape {tuple(x.shape)}")
-        outputs = {}
-        x = self.stem(x)
-        if "stem" in self._out_features:
-            outputs["stem"] = x
+        self._check_input("SWideRNet", x)
+        # Stages after the last requested output are not run.
         last = max(("stem", *_STAGE_NAMES).index(f) for f in self._out_features)
-        for name in _STAGE_NAMES[:last]:
-            x = getattr(self, name)(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
+        return self._forward_stages(x, _STAGE_NAMES[:last])
 
 
 @BACKBONE_REGISTRY.register()

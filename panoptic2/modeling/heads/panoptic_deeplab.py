@@ -16,7 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from panoptic2.config import configurable
-from panoptic2.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
+from panoptic2.layers import Conv2d, ShapeSpec
+from panoptic2.layers.conv import conv3x3_norm_relu
 from panoptic2.layers.deeplab_blocks import DeepLabV3PlusDecoder
 from panoptic2.layers.separable_conv import DepthwiseSeparableConv2d
 
@@ -89,20 +90,10 @@ def _head_tower(in_channels: int, head_channels: int, norm: str, depthwise: bool
             norm2=norm,
             activation2=F.relu,
         )
-    convs = []
-    for c_in, c_out in ((in_channels, in_channels), (in_channels, head_channels)):
-        conv = Conv2d(
-            c_in,
-            c_out,
-            kernel_size=3,
-            padding=1,
-            bias=not norm,
-            norm=get_norm(norm, c_out),
-            activation=F.relu,
-        )
-        c2_msra_fill(conv)
-        convs.append(conv)
-    return nn.Sequential(*convs)
+    return nn.Sequential(
+        conv3x3_norm_relu(in_channels, in_channels, norm),
+        conv3x3_norm_relu(in_channels, head_channels, norm),
+    )
 
 
 def _predictor(in_channels: int, out_channels: int) -> Conv2d:

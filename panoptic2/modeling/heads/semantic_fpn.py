@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from panoptic2.config import configurable
-from panoptic2.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
+from panoptic2.layers import ShapeSpec, c2_msra_fill
+from panoptic2.layers.conv import conv3x3_norm_relu
 
 from .build import SEM_SEG_HEADS_REGISTRY
 
@@ -80,17 +81,7 @@ class SemSegFPNHead(nn.Module):
             num_stages = max(1, int(math.log2(stride) - math.log2(common_stride)))
             channels = input_shape[name].channels
             for _ in range(num_stages):
-                conv = Conv2d(
-                    channels,
-                    conv_dims,
-                    kernel_size=3,
-                    padding=1,
-                    bias=not norm,
-                    norm=get_norm(norm, conv_dims),
-                    activation=F.relu,
-                )
-                c2_msra_fill(conv)
-                stages.append(conv)
+                stages.append(conv3x3_norm_relu(channels, conv_dims, norm))
                 channels = conv_dims
                 if stride != common_stride:
                     stages.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
