@@ -32,6 +32,7 @@ from .panoptic_quality import (
     format_pq_tables,
     pq_stat_single_image,
     read_panoptic_png,
+    unique_ids,
 )
 
 __all__ = ["COCOPanopticEvaluator", "panoptic_from_label_map"]
@@ -61,7 +62,7 @@ def panoptic_from_label_map(
     """
     void_id = ignore_label * label_divisor
     segments = []
-    for value in np.unique(label).tolist():
+    for value in unique_ids(label).tolist():
         category, instance = divmod(int(value), label_divisor)
         if category == ignore_label:
             continue
@@ -159,19 +160,21 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         )
 
     def _prediction(self, inp: Mapping[str, Any], out: Mapping[str, Any]):
+        """``(id_map, segments_info or None)``; None: DeepLab2 labels, whose category is
+        ``id // label_divisor`` (the statistics find the ids themselves, cheaper)."""
         if "panoptic_seg" not in out:
             raise KeyError(f"The model output for {self._where(inp)} has no 'panoptic_seg'")
         id_map, segments = out["panoptic_seg"]
         if isinstance(id_map, torch.Tensor):
             id_map = id_map.detach().cpu().numpy()
-        id_map = np.asarray(id_map)
-        if segments is None:  # DeepLab2 labels: the category is id // label_divisor
-            segments = [
-                {"id": v, "category_id": v // self._label_divisor}
-                for v in np.unique(id_map).tolist()
-                if v != -1
-            ]
-        return id_map, segments
+        return np.asarray(id_map), segments
+
+    def _label_segments(self, id_map: np.ndarray) -> list[dict[str, int]]:
+        return [
+            {"id": v, "category_id": v // self._label_divisor}
+            for v in unique_ids(id_map).tolist()
+            if v != -1
+        ]
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         """Adds the PQ statistics of each image (and writes its PNG when asked)."""
@@ -188,8 +191,11 @@ class COCOPanopticEvaluator(DatasetEvaluator):
                 categories=self._categories,
                 image=self._where(inp),
                 lookup=self._lookup,
+                label_divisor=self._label_divisor,
             )
             if self._write_predictions:
+                if pred_segments is None:
+                    pred_segments = self._label_segments(pred_ids)
                 self._annotations.append(self._write_prediction(inp, pred_ids, pred_segments))
 
     def _write_prediction(self, inp: Mapping[str, Any], id_map: np.ndarray, segments) -> dict:

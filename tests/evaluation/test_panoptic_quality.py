@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from panoptic2.evaluation import panoptic_quality as pq_module
 from panoptic2.evaluation.panoptic_quality import (
     PQStat,
     SegmentLookup,
@@ -24,6 +25,7 @@ from panoptic2.evaluation.panoptic_quality import (
     pq_compute,
     pq_stat_single_image,
     read_panoptic_png,
+    unique_ids,
 )
 
 from .pq_reference import (
@@ -315,3 +317,81 @@ def test_stat_merging_is_a_sum():
     a[1].tp, a[1].iou, b[1].tp, b[1].iou, b[2].fp = 1, 0.75, 2, 1.5, 3
     a += copy.deepcopy(b)
     assert (a[1].tp, a[1].iou, a[2].fp) == (3, 2.25, 3)
+
+
+def test_pixel_pairs_run_length_encodes_across_rows_and_chunks(monkeypatch):
+    gt = np.array([[1, 1, 2], [2, 2, 2]], dtype=np.uint32)
+    pred = np.array([[5, 5, 5], [5, 6, 6]], dtype=np.int64)
+    # Raster order: (1,5) (1,5) | (2,5) (2,5) (2,5)... the run (2,5) crosses the row end.
+    expected = ([1, 2, 2], [5, 5, 6], [2, 2, 2])
+    monkeypatch.setattr(pq_module, "_MAX_RUN_FRACTION", 1.0)  # 3 runs in 6 pixels
+    for chunk in (1, 2, 4, 1 << 16):
+        monkeypatch.setattr(pq_module, "_RUN_CHUNK", chunk)
+        gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+        assert (gt_values.tolist(), pred_values.tolist(), counts.tolist()) == expected, chunk
+        assert gt_values.dtype == np.uint32 and pred_values.dtype == np.int64
+
+
+def test_pixel_pairs_falls_back_to_pixels_on_noisy_maps():
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 50, size=(40, 50))
+    pred = rng.integers(0, 50, size=(40, 50))
+    gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+    assert counts is None
+    assert np.array_equal(gt_values, gt.ravel()) and np.array_equal(pred_values, pred.ravel())
+
+
+@pytest.mark.parametrize("chunk", [64, 1000])
+def test_run_path_chunks_and_pixel_fallback_agree_with_the_reference(monkeypatch, chunk):
+    cases = [make_case(200 + k, h=37, w=53) for k in range(6)]
+    # A noisy prediction (every pixel its own run) exercises the per-pixel fallback.
+    gt_ids, gt_segs, pred_ids, pred_segs = make_case(7)
+    rng = np.random.default_rng(1)
+    shuffled = pred_ids.ravel()[rng.permutation(pred_ids.size)].reshape(pred_ids.shape)
+    cases.append((gt_ids, gt_segs, shuffled, pred_segs))
+    expected = reference_pq(cases)
+    monkeypatch.setattr(pq_module, "_RUN_CHUNK", chunk)
+    for fraction in (0.0, 0.25, 1.0):  # always per pixel, default, always runs
+        monkeypatch.setattr(pq_module, "_MAX_RUN_FRACTION", fraction)
+        assert_results_close(_ours(cases), expected)
+        stats = [pq_stat_single_image(*case).pq_per_cat for case in cases]
+        if fraction == 0.0:
+            per_pixel = stats
+        else:  # integer counts identical, IoU sums to rounding
+            for ours, base in zip(stats, per_pixel):
+                assert set(ours) == set(base)
+                for cat, stat in ours.items():
+                    assert (stat.tp, stat.fp, stat.fn) == (base[cat].tp, base[cat].fp, base[cat].fn)
+                    assert stat.iou == pytest.approx(base[cat].iou, abs=1e-12)
+
+
+def test_unique_ids_equals_np_unique():
+    rng = np.random.default_rng(2)
+    maps = [
+        np.repeat(rng.integers(-1, 9, size=(7, 5)), 3, axis=1),  # runs, negative ids
+        rng.integers(0, 1 << 24, size=(6, 4)).astype(np.uint32),  # no runs
+        np.full((3, 3), 4),
+        np.zeros((0, 5), dtype=np.int64),
+    ]
+    for id_map in maps:
+        got = unique_ids(id_map)
+        assert np.array_equal(got, np.unique(id_map)) and got.dtype == id_map.dtype
+
+
+def test_prediction_without_segments_info_uses_the_label_divisor():
+    gt_ids, gt_segs, pred_ids, pred_segs = make_case(11)
+    expected = reference_pq([(gt_ids, gt_segs, pred_ids, pred_segs)])
+    # DeepLab2 labels category * 1000 + instance, void -1, and no segments_info.
+    label_of = {s["id"]: s["category_id"] * 1000 + k for k, s in enumerate(pred_segs)}
+    label_of[0] = -1
+    keys = np.array(sorted(label_of))
+    labels = np.array([label_of[k] for k in keys])[np.searchsorted(keys, pred_ids)]
+    got = _ours([(gt_ids, gt_segs, labels, None)], pred_void_id=-1, label_divisor=1000)
+    assert_results_close(got, expected)
+    with pytest.raises(ValueError, match="label_divisor"):
+        pq_stat_single_image(gt_ids, gt_segs, labels, None, pred_void_id=-1)
+    with pytest.raises(ValueError, match="unknown category_id 7"):
+        bad = np.where(labels == labels.max(), 7000, labels)
+        pq_stat_single_image(
+            gt_ids, gt_segs, bad, None, pred_void_id=-1, label_divisor=1000, categories=CATEGORIES
+        )
