@@ -233,11 +233,9 @@ class EvalHook(HookBase):
             results = self._func()
         self.latest_results = results
         if results:
-            flat = flatten_results(results)
-            for key, value in flat.items():
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"Evaluation metric {key} is {value}")
-            self.trainer.storage.put_scalars(**flat, smoothing_hint=False)
+            # NaN is a legitimate value ("not applicable", e.g. COCO's APl on a dataset
+            # without large objects), as in Detectron2; it is recorded like any other.
+            self.trainer.storage.put_scalars(**flatten_results(results), smoothing_hint=False)
         # Evaluation may take different times on different ranks; wait for all.
         comm.synchronize()
 
@@ -296,6 +294,14 @@ class BestCheckpointer(HookBase):
         if metric_iter == self._last_seen_iter:
             return  # not re-evaluated since we last looked
         self._last_seen_iter = metric_iter
+        if not math.isfinite(value):
+            logger.warning(
+                "BestCheckpointer: %s is %s at iteration %d; not compared",
+                self._val_metric,
+                value,
+                metric_iter,
+            )
+            return
         if self._is_better(value):
             previous = self.best_metric
             self.best_metric, self.best_iter = float(value), int(metric_iter)

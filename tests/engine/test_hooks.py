@@ -1,6 +1,7 @@
 """The default hooks, each on a tiny trainer with a hand-checkable effect."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -53,6 +54,15 @@ def test_eval_hook_period_and_final_and_scalars():
     assert [v for v, _ in history] == [1.0, 2.0, 3.0]
 
 
+def test_eval_hook_records_nan_metrics():
+    # pycocotools reports "no large objects" as -1, which evaluators turn into NaN.
+    trainer = _trainer()
+    trainer.register_hooks([hooks.EvalHook(0, lambda: {"bbox": {"AP": 40.0, "APl": float("nan")}})])
+    trainer.train(0, 2)
+    latest = trainer.storage.latest()
+    assert latest["bbox/AP"][0] == 40.0 and math.isnan(latest["bbox/APl"][0])
+
+
 def test_lr_scheduler_hook_records_lr_then_steps():
     trainer = _trainer(lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda it: 0.5**it)
@@ -63,7 +73,7 @@ def test_lr_scheduler_hook_records_lr_then_steps():
 
 
 def test_best_checkpointer_saves_only_on_improvement(tmp_path):
-    scores = iter([1.0, 3.0, 2.0])
+    scores = iter([1.0, float("nan"), 3.0, 2.0])
     trainer = _trainer()
     ckpt = Checkpointer(trainer.model, str(tmp_path))
     saved = []
@@ -77,10 +87,12 @@ def test_best_checkpointer_saves_only_on_improvement(tmp_path):
             hooks.BestCheckpointer(ckpt, "m/v", mode="max"),
         ]
     )
-    trainer.train(0, 6)
-    assert saved == [1, 3]  # scores 1.0 (iter 1), 3.0 (iter 3); 2.0 at iter 5 is worse
+    trainer.train(0, 8)
+    # 1.0 (iter 1) is saved; NaN (iter 3) is never compared; 3.0 (iter 5) beats 1.0;
+    # 2.0 (iter 7) is worse.
+    assert saved == [1, 5]
     best = trainer.hooks[1]
-    assert best.state_dict() == {"best_metric": 3.0, "best_iter": 3}
+    assert best.state_dict() == {"best_metric": 3.0, "best_iter": 5}
     assert (tmp_path / "model_best.pth").exists()
     # Resuming continues from the latest periodic state, never from the best copy.
     assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000000.pth"
