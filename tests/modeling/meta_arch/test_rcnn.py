@@ -125,3 +125,42 @@ def test_class_count_mismatch_is_an_error():
     model = build_model(cfg)
     with pytest.raises(ValueError, match="NUM_CLASSES"):
         model(tiny_inputs())
+
+
+def test_coco_r50_mask_rcnn_parameter_count_matches_torchvision():
+    """The COCO R50-FPN config has exactly torchvision's Mask R-CNN R50-FPN parameters,
+    up to two documented differences: FrozenBN (no affine parameters; torchvision built
+    without weights uses trainable BN) and Detectron2's box regression without a
+    background class (torchvision regresses 81 classes, we regress 80)."""
+    import os
+
+    import torchvision
+    from torch import nn
+
+    from panoptic2.config import load_config
+    from panoptic2.modeling import build_model
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    cfg = load_config(
+        os.path.join(repo, "configs", "coco", "panoptic_fpn_R_50_1x.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.META_ARCHITECTURE", "GeneralizedRCNN"],
+    )
+    ours = sum(p.numel() for p in build_model(cfg).parameters())
+    reference = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=81
+    )
+    bn_affine = sum(
+        p.numel()
+        for m in reference.modules()
+        if isinstance(m, nn.BatchNorm2d)
+        for p in m.parameters()
+    )
+    background_box_regression = 4 * (1024 + 1)  # one more class of (dx, dy, dw, dh)
+    background_mask_channel = 256 + 1  # torchvision's mask predictor has 81 channels
+    expected = (
+        sum(p.numel() for p in reference.parameters())
+        - bn_affine
+        - background_box_regression
+        - background_mask_channel
+    )
+    assert ours == expected
