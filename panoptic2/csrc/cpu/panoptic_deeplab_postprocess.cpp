@@ -80,6 +80,7 @@ at::Tensor group_pixels_cpu(const at::Tensor& centers, const at::Tensor& offsets
 
   at::parallel_for(0, height, 1, [&](int64_t row_begin, int64_t row_end) {
     for (int64_t y = row_begin; y < row_end; ++y) {
+      int64_t prev_sorted = -1; // sorted position of the previous thing pixel's center
       for (int64_t x = 0; x < width; ++x) {
         const int64_t p = y * width + x;
         if (!mask_ptr[p]) {
@@ -89,6 +90,24 @@ at::Tensor group_pixels_cpu(const at::Tensor& centers, const at::Tensor& offsets
         const float px = static_cast<float>(x) + dx_ptr[p];
         float best = std::numeric_limits<float>::infinity();
         int64_t best_index = 0; // also the answer when every distance is inf or NaN
+        auto distance = [&](int64_t j) -> float {
+          const float ey = sorted_y[j] - py;
+          const float ex = sorted_x[j] - px;
+          return ey * ey + ex * ex;
+        };
+        // Neighbouring pixels usually share their nearest center: starting from the
+        // previous pixel's, a real candidate, bounds the scan from the first visit. The
+        // result is unchanged: the scan below still visits every center that could be
+        // nearer or tie (the seed itself included, so ties still go to the smaller index).
+        if (prev_sorted >= 0) {
+          const float d = distance(prev_sorted);
+          // Only a finite seed: with every distance inf or NaN the answer stays index 0.
+          if (d < std::numeric_limits<float>::infinity()) {
+            best = d;
+            best_index = order[prev_sorted];
+          }
+        }
+        int64_t best_sorted = prev_sorted;
         auto visit = [&](int64_t j) -> bool {
           const float ey = sorted_y[j] - py;
           const float yy = ey * ey;
@@ -102,6 +121,7 @@ at::Tensor group_pixels_cpu(const at::Tensor& centers, const at::Tensor& offsets
           if (d < best || (d == best && index < best_index)) {
             best = d;
             best_index = index;
+            best_sorted = j;
           }
           return true;
         };
@@ -112,6 +132,7 @@ at::Tensor group_pixels_cpu(const at::Tensor& centers, const at::Tensor& offsets
         for (int64_t j = start - 1; j >= 0 && visit(j); --j) {
         }
         out_ptr[p] = best_index + 1;
+        prev_sorted = best == std::numeric_limits<float>::infinity() ? -1 : best_sorted;
       }
     }
   });
