@@ -17,8 +17,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .coco_panoptic import finish_panoptic_dicts, panoptic_record, panoptic_segment
 from .file_checks import dataset_label, read_json, require_dir, require_file
-from .validation import validate_dicts
 
 __all__ = ["load_cityscapes_panoptic"]
 
@@ -82,28 +82,9 @@ def load_cityscapes_panoptic(
                     f"in {where} has unknown category id {cat}."
                 )
             segments.append(
-                {
-                    "id": int(seg["id"]),
-                    "category_id": thing_map.get(cat, stuff_map.get(cat)),
-                    "iscrowd": int(seg.get("iscrowd", 0)),
-                    "area": int(seg["area"]),
-                    "bbox": [float(v) for v in seg["bbox"]],
-                    "isthing": cat in thing_map,
-                }
+                panoptic_segment(seg, thing_map.get(cat, stuff_map.get(cat)), cat in thing_map)
             )
-        dicts.append(
-            {
-                "file_name": image_file,
-                "image_id": image_id,
-                "height": int(images[image_id]["height"]),
-                "width": int(images[image_id]["width"]),
-                "pan_seg_file_name": pan_file,
-                "segments_info": segments,
-            }
-        )
-    if not dicts:
-        raise ValueError(f"The panoptic JSON '{gt_json}' of {where} has no annotations.")
-    if validate:
-        validate_dicts(dicts, meta, where)
+        dicts.append(panoptic_record(image_file, image_id, images[image_id], pan_file, segments))
+    finish_panoptic_dicts(dicts, meta, where, gt_json, validate)
     logger.info("Loaded %d Cityscapes panoptic images from %s", len(dicts), gt_json)
     return dicts

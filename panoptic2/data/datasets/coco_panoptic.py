@@ -44,6 +44,44 @@ PANOPTIC_FPN_THINGS_LABEL = 0
 _PANOPTIC_FPN_IGNORE = 255
 
 
+def panoptic_segment(seg: Mapping[str, Any], category_id: int, isthing: bool) -> dict[str, Any]:
+    """One ``segments_info`` entry of a standard dict from a segment of a COCO-format
+    panoptic JSON, with its category already mapped to the contiguous id."""
+    return {
+        "id": int(seg["id"]),
+        "category_id": category_id,
+        "iscrowd": int(seg.get("iscrowd", 0)),
+        "area": int(seg["area"]),
+        "bbox": [float(v) for v in seg["bbox"]],
+        "isthing": isthing,
+    }
+
+
+def panoptic_record(
+    image_file: str, image_id: Any, info: Mapping[str, Any], pan_file: str, segments: list
+) -> dict[str, Any]:
+    """The standard dict of one image of a COCO-format panoptic dataset."""
+    return {
+        "file_name": image_file,
+        "image_id": image_id,
+        "height": int(info["height"]),
+        "width": int(info["width"]),
+        "pan_seg_file_name": pan_file,
+        "segments_info": segments,
+    }
+
+
+def finish_panoptic_dicts(
+    dicts: list[dict], meta: Mapping[str, Any], where: str, json_file: str, validate: bool
+) -> list[dict]:
+    """Rejects an empty result and runs the optional full validation."""
+    if not dicts:
+        raise ValueError(f"The panoptic JSON '{json_file}' of {where} has no annotations.")
+    if validate:
+        validate_dicts(dicts, meta, where)
+    return dicts
+
+
 def load_coco_panoptic_json(
     json_file: str,
     image_dir: str,
@@ -114,30 +152,9 @@ def load_coco_panoptic_json(
                     f"in {where} has category id {cat}, which is not among the dataset's "
                     "categories."
                 )
-            segments.append(
-                {
-                    "id": int(seg["id"]),
-                    "category_id": contiguous,
-                    "iscrowd": int(seg.get("iscrowd", 0)),
-                    "area": int(seg["area"]),
-                    "bbox": [float(v) for v in seg["bbox"]],
-                    "isthing": isthing,
-                }
-            )
-        dicts.append(
-            {
-                "file_name": image_file,
-                "image_id": image_id,
-                "height": int(info["height"]),
-                "width": int(info["width"]),
-                "pan_seg_file_name": pan_file,
-                "segments_info": segments,
-            }
-        )
-    if not dicts:
-        raise ValueError(f"The panoptic JSON '{json_file}' of {where} has no annotations.")
-    if validate:
-        validate_dicts(dicts, meta, where)
+            segments.append(panoptic_segment(seg, contiguous, isthing))
+        dicts.append(panoptic_record(image_file, image_id, info, pan_file, segments))
+    finish_panoptic_dicts(dicts, meta, where, json_file, validate)
     logger.info("Loaded %d images in COCO panoptic format from %s", len(dicts), json_file)
     return dicts
 
