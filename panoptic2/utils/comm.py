@@ -101,6 +101,20 @@ def get_local_process_group() -> dist.ProcessGroup | None:
     return _LOCAL_PROCESS_GROUP
 
 
+def _local_value(single_process: int, group_query, env_var: str) -> int:
+    """A per-machine value: from the local group, else torchrun's environment variable."""
+    if not _is_initialized():
+        return single_process
+    if _LOCAL_PROCESS_GROUP is not None:
+        return group_query(group=_LOCAL_PROCESS_GROUP)
+    if env_var in os.environ:
+        return int(os.environ[env_var])
+    raise RuntimeError(
+        f"The local process group was not created and {env_var} is not set; start the "
+        "processes with panoptic2.engine.launch() or torchrun."
+    )
+
+
 def get_local_rank() -> int:
     """Returns the rank of this process among the processes of its machine.
 
@@ -110,16 +124,7 @@ def get_local_rank() -> int:
     Raises:
         RuntimeError: when distributed but neither source is available.
     """
-    if not _is_initialized():
-        return 0
-    if _LOCAL_PROCESS_GROUP is not None:
-        return dist.get_rank(group=_LOCAL_PROCESS_GROUP)
-    if "LOCAL_RANK" in os.environ:
-        return int(os.environ["LOCAL_RANK"])
-    raise RuntimeError(
-        "The local process group was not created and LOCAL_RANK is not set; start the "
-        "processes with panoptic2.engine.launch() or torchrun."
-    )
+    return _local_value(0, dist.get_rank, "LOCAL_RANK")
 
 
 def get_local_size() -> int:
@@ -129,16 +134,7 @@ def get_local_size() -> int:
         RuntimeError: when distributed but neither the local group nor the
             ``LOCAL_WORLD_SIZE`` environment variable is available.
     """
-    if not _is_initialized():
-        return 1
-    if _LOCAL_PROCESS_GROUP is not None:
-        return dist.get_world_size(group=_LOCAL_PROCESS_GROUP)
-    if "LOCAL_WORLD_SIZE" in os.environ:
-        return int(os.environ["LOCAL_WORLD_SIZE"])
-    raise RuntimeError(
-        "The local process group was not created and LOCAL_WORLD_SIZE is not set; start "
-        "the processes with panoptic2.engine.launch() or torchrun."
-    )
+    return _local_value(1, dist.get_world_size, "LOCAL_WORLD_SIZE")
 
 
 def synchronize() -> None:
