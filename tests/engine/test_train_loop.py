@@ -78,26 +78,11 @@ def test_simple_trainer_converges_to_least_squares_solution():
     assert trainer.storage.history("loss_mse").latest() == pytest.approx(history[-1][0])
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-def test_hooks_run_by_priority_then_registration_order_and_order_is_logged():
+def test_hooks_run_by_priority_then_registration_order_and_order_is_logged(caplog):
     log = []
     model = _Linear()
     trainer = SimpleTrainer(model, _loader(), torch.optim.SGD(model.parameters(), lr=0.1))
-    # Our own handler: setup_logger (run by other tests) may stop propagation to pytest's.
-    handler = _ListHandler()
-    train_logger = logging.getLogger("panoptic2.engine.train_loop")
-    train_logger.addHandler(handler)
-    old_level = train_logger.level
-    train_logger.setLevel(logging.INFO)
-    try:
+    with caplog.at_level(logging.INFO, logger="panoptic2"):
         trainer.register_hooks(
             [
                 _Recorder("late", log, Priority.LOW),
@@ -106,13 +91,7 @@ def test_hooks_run_by_priority_then_registration_order_and_order_is_logged():
                 _Recorder("second_normal", log),
             ]
         )
-    finally:
-        train_logger.removeHandler(handler)
-        train_logger.setLevel(old_level)
-    assert any(
-        "early(HIGH), first_normal(NORMAL), second_normal(NORMAL), late(LOW)" in m
-        for m in handler.messages
-    )
+    assert "early(HIGH), first_normal(NORMAL), second_normal(NORMAL), late(LOW)" in caplog.text
     trainer.train(0, 1)
     assert log == [
         "early.before_step",
