@@ -13,7 +13,8 @@ import collections
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from PIL import Image
+
+from panoptic2.utils import panoptic_png
 
 __all__ = ["generate_panoptic_label", "read_panoptic_png"]
 
@@ -29,19 +30,9 @@ def read_panoptic_png(path: str) -> np.ndarray:
 
     Raises:
         FileNotFoundError: the file is missing (the message names it).
-        ValueError: the file is not an RGB image.
+        ValueError: the file is not an 8-bit RGB image (the message names it).
     """
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Panoptic label file {path} does not exist.") from None
-    except Exception as e:
-        raise ValueError(f"Panoptic label file {path} cannot be read as an image: {e}") from e
-    if image.mode != "RGB":
-        raise ValueError(f"Panoptic label file {path} must be an RGB PNG, got mode {image.mode}.")
-    rgb = np.asarray(image, dtype=np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    return panoptic_png.read_panoptic_png(path).astype(np.int64)
 
 
 def generate_panoptic_label(

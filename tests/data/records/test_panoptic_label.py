@@ -89,7 +89,7 @@ def test_read_panoptic_png(tmp_path):
     Image.fromarray(rgb, "RGB").save(tmp_path / "p.png")
     np.testing.assert_array_equal(read_panoptic_png(str(tmp_path / "p.png")), ids)
     Image.fromarray(rgb[..., 0], "L").save(tmp_path / "g.png")
-    with pytest.raises(ValueError, match=r"g.png must be an RGB PNG"):
+    with pytest.raises(ValueError, match=r"g.png'.*must be 8-bit RGB"):
         read_panoptic_png(str(tmp_path / "g.png"))
     with pytest.raises(FileNotFoundError, match="missing.png"):
         read_panoptic_png(str(tmp_path / "missing.png"))
