@@ -44,6 +44,16 @@ COCO_SAMPLE = os.path.join(SHARED, "coco_panoptic_sample")
 DEEPLAB2 = os.path.join(SHARED, "deeplab2_pq_testdata")
 
 
+@pytest.fixture(autouse=True, params=["kernel", "numpy"])
+def counting(request, monkeypatch):
+    """Runs every test with the C++ pair counting and with the NumPy fallback."""
+    if request.param == "numpy":
+        monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
+    elif not pq_module._use_kernels():
+        pytest.skip("panoptic2._C is not available")
+    return request.param
+
+
 def _ours(cases, categories=CATEGORIES, **kwargs):
     stat = PQStat()
     for gt_ids, gt_segs, pred_ids, pred_segs in cases:
@@ -320,6 +330,7 @@ def test_stat_merging_is_a_sum():
 
 
 def test_pixel_pairs_run_length_encodes_across_rows_and_chunks(monkeypatch):
+    monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
     gt = np.array([[1, 1, 2], [2, 2, 2]], dtype=np.uint32)
     pred = np.array([[5, 5, 5], [5, 6, 6]], dtype=np.int64)
     # Raster order: (1,5) (1,5) | (2,5) (2,5) (2,5)... the run (2,5) crosses the row end.
@@ -332,7 +343,8 @@ def test_pixel_pairs_run_length_encodes_across_rows_and_chunks(monkeypatch):
         assert gt_values.dtype == np.uint32 and pred_values.dtype == np.int64
 
 
-def test_pixel_pairs_falls_back_to_pixels_on_noisy_maps():
+def test_pixel_pairs_falls_back_to_pixels_on_noisy_maps(monkeypatch):
+    monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 50, size=(40, 50))
     pred = rng.integers(0, 50, size=(40, 50))
@@ -350,6 +362,7 @@ def test_run_path_chunks_and_pixel_fallback_agree_with_the_reference(monkeypatch
     shuffled = pred_ids.ravel()[rng.permutation(pred_ids.size)].reshape(pred_ids.shape)
     cases.append((gt_ids, gt_segs, shuffled, pred_segs))
     expected = reference_pq(cases)
+    monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
     monkeypatch.setattr(pq_module, "_RUN_CHUNK", chunk)
     for fraction in (0.0, 0.25, 1.0):  # always per pixel, default, always runs
         monkeypatch.setattr(pq_module, "_MAX_RUN_FRACTION", fraction)
@@ -395,3 +408,59 @@ def test_prediction_without_segments_info_uses_the_label_divisor():
         pq_stat_single_image(
             gt_ids, gt_segs, bad, None, pred_void_id=-1, label_divisor=1000, categories=CATEGORIES
         )
+
+
+def _pair_counts_reference(gt, pred):
+    """``{(gt id, pred id): pixels}`` and the pairs in raster order of first pixel."""
+    codes = list(zip(gt.ravel().tolist(), pred.ravel().tolist()))
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    for code in codes:
+        counts[code] += 1
+    return dict(counts), list(dict.fromkeys(codes))
+
+
+@pytest.mark.parametrize("gt_dtype", [np.uint32, np.int32, np.int64, np.uint8])
+@pytest.mark.parametrize("pred_dtype", [np.int64, np.int32, np.uint32])
+def test_pair_counts_equal_a_dict_count(counting, gt_dtype, pred_dtype):
+    rng = np.random.default_rng(3)
+    low = -1 if np.issubdtype(pred_dtype, np.signedinteger) else 0
+    maps = [
+        # Piecewise constant (long runs that cross rows), with isolated noisy pixels.
+        (
+            np.repeat(rng.integers(0, 6, size=(9, 4)), 13, axis=1),
+            np.repeat(rng.integers(low, 4, size=(9, 2)), 26, axis=1),
+        ),
+        # No runs at all, a width that is not a multiple of the kernel's 16-pixel blocks.
+        (rng.integers(0, 200, size=(7, 37)), rng.integers(low, 200, size=(7, 37))),
+        (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1), dtype=np.int64)),
+        (np.zeros((0, 4), dtype=np.int64), np.zeros((0, 4), dtype=np.int64)),
+        # Over 512 distinct pairs: the hash table grows (several times).
+        (np.arange(40 * 60).reshape(40, 60) % 251, np.arange(40 * 60).reshape(40, 60) % 97),
+    ]
+    gt_noise = rng.random(maps[0][0].shape) < 0.05
+    maps[0][0][gt_noise] = 7
+    for gt, pred in maps:
+        gt, pred = gt.astype(gt_dtype), pred.astype(pred_dtype)
+        gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+        if counts is None:  # NumPy path on noisy maps: one entry per pixel
+            counts = np.ones(len(gt_values), dtype=np.int64)
+        pairs = list(zip(gt_values.tolist(), pred_values.tolist()))
+        got: dict[tuple[int, int], int] = defaultdict(int)
+        for pair, count in zip(pairs, counts.tolist()):
+            got[pair] += count
+        expected_counts, expected_order = _pair_counts_reference(gt, pred)
+        assert dict(got) == expected_counts
+        if counting == "kernel":  # each pair once, in order of its first pixel
+            assert pairs == expected_order
+
+
+def test_kernel_pairs_keep_uint32_ids_above_2_31(counting):
+    # Ids of uint32 maps reach the kernel reinterpreted as int32 and must come back intact.
+    gt = np.array([[0, 2**31, 2**32 - 1, 2**32 - 1]], dtype=np.uint32)
+    pred = np.array([[1, 1, 2**31 + 5, 3]], dtype=np.uint32)
+    gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+    expected = [(0, 1), (2**31, 1), (2**32 - 1, 2**31 + 5), (2**32 - 1, 3)]
+    if counts is None:  # NumPy path: one entry per pixel
+        counts = np.ones(len(gt_values), dtype=np.int64)
+    assert list(zip(gt_values.tolist(), pred_values.tolist())) == expected
+    assert counts.tolist() == [1, 1, 1, 1]
