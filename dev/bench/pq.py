@@ -11,7 +11,9 @@ and interleaved (so every path sees the same machine load):
      of both PNGs, ``rgb2id``, ``np.unique`` over 64-bit pixel pairs, dict loops);
    * ``evaluator``: ``COCOPanopticEvaluator.process`` on the model output (an ``(H, W)``
      int64 tensor, -1 void, ``segments_info=None`` as Panoptic-DeepLab returns it): decode
-     of the ground-truth PNG + statistics; no prediction PNG is written or decoded;
+     of the ground-truth PNG + statistics; no prediction PNG is written or decoded. With
+     ``panoptic2._C``, the PNG is inflated by libdeflate and unfiltered in C++, and the
+     pixel pairs are counted in C++ (the script says which paths ran);
    * ``tool``: ``tools/evaluate_panoptic.py``'s per-image path: decode both PNGs + statistics.
 
 2. End to end, the comparison of the issue's "Why": Detectron2's ``COCOPanopticEvaluator``
@@ -44,6 +46,7 @@ from tabulate import tabulate
 from panoptic2.data import MetadataCatalog
 from panoptic2.evaluation.coco_panoptic_evaluation import COCOPanopticEvaluator
 from panoptic2.evaluation.panoptic_quality import PQStat, pq_stat_single_image, read_panoptic_png
+from panoptic2.utils._fake_ops import segment_ops_available
 
 H, W = 480, 640
 THINGS, STUFF = list(range(1, 21)), list(range(21, 31))
@@ -345,6 +348,8 @@ def main() -> None:
 
     n = args.num_images
     pq, sq, rq = expected["All"]
+    kernels = "C++ (panoptic2._C)" if segment_ops_available() else "OpenCV / NumPy fallbacks"
+    print(f"PNG decoding and pair counting: {kernels}")
     print(f"PQ {100 * pq:.4f}  SQ {100 * sq:.4f}  RQ {100 * rq:.4f} (All; Things and Stuff too)")
     print(
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before and "
