@@ -199,3 +199,6 @@ def test_kernel_reasons_name_what_is_wrong(tmp_path):
     )
     with pytest.raises(ValueError, match="inflates to 51 bytes instead of 52"):
         panoptic_png._decode_with_kernel(short + _chunk(b"IEND", b""))
+    bad_header = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header[:12]) + png[idat - 4 :]
+    with pytest.raises(ValueError, match="the IHDR chunk has 12 bytes instead of 13"):
+        panoptic_png._decode_with_kernel(bad_header)
