@@ -40,6 +40,7 @@ from PIL import Image
 from tabulate import tabulate
 
 from panoptic2.config import configurable
+from panoptic2.layers.argmax import argmax_over_classes
 from panoptic2.utils import comm
 from panoptic2.utils.file_io import atomic_write
 
@@ -257,7 +258,7 @@ class CityscapesSemSegEvaluator(CityscapesEvaluator):
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
             stem = cityscapes_stem(inp["file_name"])
-            pred = out["sem_seg"].argmax(dim=0).to(torch.int64).cpu().numpy()
+            pred = argmax_over_classes(out["sem_seg"]).cpu().numpy()
             label_ids = self._label_id_lut(out["sem_seg"].shape[0])[pred]
             _save_png(os.path.join(self._pred_dir, stem + "_pred.png"), label_ids)
             self._records.append(stem)

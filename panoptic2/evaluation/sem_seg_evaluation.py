@@ -15,6 +15,7 @@ import torch
 from tabulate import tabulate
 
 from panoptic2.config import configurable
+from panoptic2.layers.argmax import argmax_over_classes
 from panoptic2.utils import comm
 
 from .build import EVALUATOR_REGISTRY
@@ -169,7 +170,7 @@ class SemSegEvaluator(DatasetEvaluator):
                 raise ValueError(
                     f"{self._where(inp)}: sem_seg must be (C={n}, H, W), got {tuple(scores.shape)}"
                 )
-            pred = torch.as_tensor(scores).argmax(dim=0).cpu().numpy().astype(np.int64)
+            pred = argmax_over_classes(torch.as_tensor(scores)).cpu().numpy().astype(np.int64)
             gt = self._ground_truth(inp, source, ignore)
             if gt.shape != pred.shape:
                 raise ValueError(

@@ -1,5 +1,6 @@
 """Building blocks shared by models: convolutions, normalisation layers, shape specs."""
 
+from .argmax import argmax_over_classes
 from .aspp import ASPP
 from .batch_norm import FrozenBatchNorm2d, NaiveSyncBatchNorm, get_norm
 from .conv import Conv2d, c2_msra_fill
@@ -18,6 +19,7 @@ __all__ = [
     "NaiveSyncBatchNorm",
     "SAConv2d",
     "ShapeSpec",
+    "argmax_over_classes",
     "c2_msra_fill",
     "get_norm",
 ]

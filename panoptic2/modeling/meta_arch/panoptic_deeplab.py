@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from panoptic2.config import configurable
 from panoptic2.data.catalog import Metadata, MetadataCatalog
+from panoptic2.layers.argmax import argmax_over_classes
 
 from ..backbone import Backbone, build_backbone
 from ..heads import build_ins_embed_head, build_sem_seg_head
@@ -339,7 +340,7 @@ class PanopticDeepLab(nn.Module):
         if ignore is not None and 0 <= ignore < logits.shape[0]:
             scores = logits.clone()
             scores[ignore] = float("-inf")
-        sem = scores.argmax(dim=0, keepdim=True)
+        sem = argmax_over_classes(scores, keepdim=True)
         panoptic, centers = get_panoptic_segmentation(
             sem,
             heatmap,

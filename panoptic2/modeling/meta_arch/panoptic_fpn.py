@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from panoptic2.config import configurable
+from panoptic2.layers.argmax import argmax_over_classes
 
 from ..heads import build_sem_seg_head
 from .build import META_ARCH_REGISTRY
@@ -134,7 +135,7 @@ class PanopticFPN(GeneralizedRCNN):
                 _, stuff_ids = label_space(self.metadata(d))
                 result["panoptic_seg"] = combine_semantic_and_instance_outputs(
                     inst,
-                    sem.argmax(dim=0),
+                    argmax_over_classes(sem),
                     stuff_ids,
                     overlap_threshold=self.combine_overlap_thresh,
                     stuff_area_thresh=self.combine_stuff_area_thresh,
