@@ -45,8 +45,9 @@ from tabulate import tabulate
 
 from panoptic2.data import MetadataCatalog
 from panoptic2.evaluation.coco_panoptic_evaluation import COCOPanopticEvaluator
-from panoptic2.evaluation.panoptic_quality import PQStat, pq_stat_single_image, read_panoptic_png
+from panoptic2.evaluation.panoptic_quality import PQStat, pq_stat_single_image
 from panoptic2.utils._fake_ops import segment_ops_available
+from panoptic2.utils.panoptic_png import read_panoptic_png
 
 H, W = 480, 640
 THINGS, STUFF = list(range(1, 21)), list(range(21, 31))

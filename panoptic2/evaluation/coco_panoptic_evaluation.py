@@ -23,17 +23,12 @@ from PIL import Image
 from panoptic2.config import configurable
 from panoptic2.utils import comm
 from panoptic2.utils.file_io import atomic_write
+from panoptic2.utils.panoptic_png import read_panoptic_png
+from panoptic2.utils.segment_ids import SegmentLookup, unique_ids
 
 from .build import EVALUATOR_REGISTRY
 from .evaluator import DatasetEvaluator
-from .panoptic_quality import (
-    PQStat,
-    SegmentLookup,
-    format_pq_tables,
-    pq_stat_single_image,
-    read_panoptic_png,
-    unique_ids,
-)
+from .panoptic_quality import PQStat, format_pq_tables, pq_stat_single_image
 
 __all__ = ["COCOPanopticEvaluator", "panoptic_from_label_map"]
 

@@ -25,8 +25,9 @@ from panoptic2.evaluation.coco_panoptic_evaluation import (
     PREDICTIONS_JSON,
     COCOPanopticEvaluator,
 )
-from panoptic2.evaluation.panoptic_quality import pq_compute, read_panoptic_png
+from panoptic2.evaluation.panoptic_quality import pq_compute
 from panoptic2.utils import comm
+from panoptic2.utils.panoptic_png import read_panoptic_png
 
 from .pq_reference import reference_image_stats, reference_results
 

@@ -20,13 +20,11 @@ from PIL import Image
 from panoptic2.evaluation import panoptic_quality as pq_module
 from panoptic2.evaluation.panoptic_quality import (
     PQStat,
-    SegmentLookup,
     format_pq_tables,
     pq_compute,
     pq_stat_single_image,
-    read_panoptic_png,
-    unique_ids,
 )
+from panoptic2.utils.panoptic_png import read_panoptic_png
 
 from .pq_reference import (
     CATEGORIES,
@@ -151,13 +149,6 @@ def test_prediction_void_minus_one_and_int16_fallback():
     big = np.where(shifted >= 0, shifted + (1 << 40), -1)
     segs = [{**s, "id": s["id"] + (1 << 40)} for s in segs]
     assert_results_close(_ours([(gt_ids, gt_segs, big, segs)], pred_void_id=-1), expected)
-
-
-def test_lookup_is_clean_after_each_call():
-    lookup = SegmentLookup()
-    rows = lookup(np.array([[5, 0, 7]]), np.array([7, 5]), 0)
-    assert rows.tolist() == [[2, 0, 1]]
-    assert lookup(np.array([[5, 7]]), np.array([5]), 0).tolist() == [[1, -1]]
 
 
 def _coco_sample():
@@ -376,19 +367,6 @@ def test_run_path_chunks_and_pixel_fallback_agree_with_the_reference(monkeypatch
                 for cat, stat in ours.items():
                     assert (stat.tp, stat.fp, stat.fn) == (base[cat].tp, base[cat].fp, base[cat].fn)
                     assert stat.iou == pytest.approx(base[cat].iou, abs=1e-12)
-
-
-def test_unique_ids_equals_np_unique():
-    rng = np.random.default_rng(2)
-    maps = [
-        np.repeat(rng.integers(-1, 9, size=(7, 5)), 3, axis=1),  # runs, negative ids
-        rng.integers(0, 1 << 24, size=(6, 4)).astype(np.uint32),  # no runs
-        np.full((3, 3), 4),
-        np.zeros((0, 5), dtype=np.int64),
-    ]
-    for id_map in maps:
-        got = unique_ids(id_map)
-        assert np.array_equal(got, np.unique(id_map)) and got.dtype == id_map.dtype
 
 
 def test_prediction_without_segments_info_uses_the_label_divisor():
