@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from panoptic2.utils.file_io import PathManager
+from panoptic2.utils.panoptic_png import read_panoptic_png
+from panoptic2.utils.segment_ids import default_lookup, unique_ids
 
 __all__ = [
     "check_label_size",
@@ -136,7 +138,7 @@ def panoptic_from_segments(
     DeepLab2's converters do); stuff and crowd segments get instance 0; id 0 is void.
 
     Args:
-        ids: ``(H, W)`` int64 segment ids (0 = void).
+        ids: ``(H, W)`` integer segment ids (0 = void).
         segments_info: Segments with ``id``, contiguous ``category_id`` and ``iscrowd``.
         label_divisor: The label divisor.
         ignore_label: Semantic label of void pixels.
@@ -153,11 +155,15 @@ def panoptic_from_segments(
     """
     where = _where(dataset_dict or {})
     thing_ids = set(int(t) for t in thing_ids)
-    present, inverse = np.unique(ids, return_inverse=True)
-    values = np.full(len(present), ignore_label * label_divisor, dtype=np.int64)
-    index = {int(v): i for i, v in enumerate(present)}
+    # Distinct ids from the runs, then one table gather: np.unique(return_inverse=True)
+    # would sort every pixel (8 ms at 640x480 against ~1 ms).
+    present = unique_ids(ids).astype(np.int64)
+    present = present[present != 0]
+    rows = default_lookup()(ids, present, 0)  # void 0 -> row 0, present[k] -> k + 1
+    values = np.full(len(present) + 1, ignore_label * label_divisor, dtype=np.int64)
+    index = {int(v): i + 1 for i, v in enumerate(present)}
     counters: dict[int, int] = {}
-    listed = {0}
+    listed = set()
     for seg in segments_info:
         seg_id, cat = int(seg["id"]), int(seg["category_id"])
         if seg_id not in index:
@@ -180,7 +186,7 @@ def panoptic_from_segments(
             f"'{path}'{where} contains segment ids {unlisted[:10]} that are not in its "
             "segments_info"
         )
-    return values[inverse.reshape(ids.shape)].astype(np.int32)
+    return values.astype(np.int32)[rows]
 
 
 def read_panoptic_label(
@@ -212,12 +218,14 @@ def read_panoptic_label(
         check_label_size(label, image_hw, path, dataset_dict)
         return label.astype(np.int32)
     path = dataset_dict["pan_seg_file_name"]
-    img = _open(path, "Panoptic label", dataset_dict)
-    if img.mode != "RGB":
-        raise ValueError(
-            f"Panoptic label '{path}'{_where(dataset_dict)} must be an RGB PNG, got mode {img.mode}"
-        )
-    ids = rgb2id(np.asarray(img))
+    try:
+        ids = read_panoptic_png(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"Panoptic label file not found: '{path}'{_where(dataset_dict)}"
+        ) from None
+    except ValueError as e:
+        raise ValueError(f"{e}{_where(dataset_dict)}") from None
     check_label_size(ids, image_hw, path, dataset_dict)
     return panoptic_from_segments(
         ids,

@@ -67,6 +67,35 @@ def test_panoptic_from_segments_numbering(files):
     assert pan[3, 3] == 1 * 256 + 1 and pan[8, 10] == 1 * 256 + 2 and pan[8, 2] == 2 * 256
 
 
+@pytest.mark.parametrize(
+    "id_dtype, largest_id",
+    # PNG ids (the lookup table), the same as int64, and ids beyond it (searchsorted).
+    [(np.uint32, (1 << 24) - 1), (np.int64, (1 << 24) - 1), (np.int64, 1 << 40)],
+)
+def test_panoptic_from_segments_equals_a_per_segment_loop(id_dtype, largest_id):
+    rng = np.random.default_rng(5)
+    segment_ids = [largest_id, *rng.choice(np.arange(1, 1 << 20), size=11, replace=False)]
+    ids = np.repeat(rng.choice([0, *segment_ids], size=(10, 6)), 4, axis=1).astype(id_dtype)
+    present = set(np.unique(ids).tolist()) - {0}
+    segments = [
+        {"id": int(v), "category_id": k % 4 + 1, "iscrowd": int(k % 5 == 4)}
+        for k, v in enumerate(segment_ids)
+        if v in present
+    ]
+    thing_ids = {1, 2}
+    expected = np.full(ids.shape, 255 * 1000)
+    counters: dict[int, int] = {}
+    for seg in segments:
+        instance = 0
+        if seg["category_id"] in thing_ids and not seg["iscrowd"]:
+            instance = counters[seg["category_id"]] = counters.get(seg["category_id"], 0) + 1
+        expected[ids == seg["id"]] = seg["category_id"] * 1000 + instance
+    got = panoptic_from_segments(
+        ids, segments, label_divisor=1000, ignore_label=255, thing_ids=thing_ids
+    )
+    assert got.dtype == np.int32 and np.array_equal(got, expected)
+
+
 def test_semantic_mapper(files):
     d, image, sem, _ = files
     out = SemanticSegmentationMapper(is_train=True, augmentations=[])(d)
@@ -189,6 +218,11 @@ def test_label_errors(files, tmp_path):
     fewer = dict(d, segments_info=d["segments_info"][1:])
     with pytest.raises(ValueError, match=r"pan.png.*\[300\]"):
         mapper(fewer)
+    with pytest.raises(FileNotFoundError, match=r"gone.png.*image_id 'img'"):
+        mapper(dict(d, pan_seg_file_name=str(tmp_path / "gone.png")))
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "gray.png")
+    with pytest.raises(ValueError, match=r"gray.png'.*must be 8-bit RGB.*image_id 'img'"):
+        mapper(dict(d, pan_seg_file_name=str(tmp_path / "gray.png")))
 
 
 def test_record_backed_dicts_give_the_same_targets_as_files(tmp_path):
