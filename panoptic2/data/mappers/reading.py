@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from panoptic2.data.datasets.file_checks import rgb2id  # re-exported: part of this API
 from panoptic2.utils.file_io import PathManager
 from panoptic2.utils.panoptic_png import read_panoptic_png
 from panoptic2.utils.segment_ids import default_lookup, unique_ids
@@ -114,12 +115,6 @@ def read_sem_seg(dataset_dict: dict[str, Any], image_hw: tuple[int, int]) -> np.
         raise ValueError(f"Semantic label '{path}' must be (H, W), got shape {label.shape}")
     check_label_size(label, image_hw, path, dataset_dict)
     return label.astype(np.int64)
-
-
-def rgb2id(color: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG colours ``(H, W, 3)`` uint8 to ids ``R + 256 G + 256^2 B`` (int64)."""
-    color = color.astype(np.int64)
-    return color[..., 0] + 256 * color[..., 1] + 256 * 256 * color[..., 2]
 
 
 def panoptic_from_segments(
