@@ -170,7 +170,7 @@ class SemSegEvaluator(DatasetEvaluator):
                 raise ValueError(
                     f"{self._where(inp)}: sem_seg must be (C={n}, H, W), got {tuple(scores.shape)}"
                 )
-            pred = argmax_over_classes(torch.as_tensor(scores)).cpu().numpy().astype(np.int64)
+            pred = argmax_over_classes(torch.as_tensor(scores)).cpu().numpy()  # int64
             gt = self._ground_truth(inp, source, ignore)
             if gt.shape != pred.shape:
                 raise ValueError(
