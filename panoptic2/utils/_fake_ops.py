@@ -9,8 +9,6 @@ this module loads ``_C`` and registers their fake kernels (for FakeTensor tracin
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from panoptic2 import extension
@@ -34,22 +32,20 @@ def _fake_count_segment_pairs(
     return tuple(gt_ids.new_empty((num_pairs,), dtype=torch.int64) for _ in range(3))
 
 
-def _library_has_segment_ops() -> bool:
-    # A stale _C (built before these ops existed) loads fine but lacks them.
-    return extension.has_ops() and hasattr(torch.ops.panoptic2, "count_segment_pairs")
+# Decided once, on import: a stale _C (built before these ops existed) loads fine but lacks
+# them, and extension.has_ops() logs once why _C itself is unusable.
+_AVAILABLE = extension.has_ops() and hasattr(torch.ops.panoptic2, "count_segment_pairs")
 
-
-if _library_has_segment_ops():
+if _AVAILABLE:
     torch.library.register_fake("panoptic2::png_unfilter_to_ids")(_fake_png_unfilter_to_ids)
     torch.library.register_fake("panoptic2::count_segment_pairs")(_fake_count_segment_pairs)
 
 
-@functools.cache
 def segment_ops_available() -> bool:
     """Whether ``png_unfilter_to_ids`` and ``count_segment_pairs`` can be called.
 
     Returns:
-        False when ``_C`` is missing or stale (``extension.has_ops`` then logs why once);
-        the callers fall back to OpenCV decoding and NumPy counting.
+        False when ``_C`` is missing or stale; the callers then fall back to OpenCV
+        decoding and NumPy counting.
     """
-    return _library_has_segment_ops()
+    return _AVAILABLE
