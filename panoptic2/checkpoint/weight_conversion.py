@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
-from fvcore.common.registry import Registry
 from tabulate import tabulate
+
+from panoptic2.registry import WEIGHT_CONVERTER_REGISTRY
 
 from .c2_model_loading import convert_c2_names
 
@@ -38,12 +39,6 @@ __all__ = [
     "format_alignment_tables",
 ]
 
-WEIGHT_CONVERTER_REGISTRY = Registry("WEIGHT_CONVERTER")
-WEIGHT_CONVERTER_REGISTRY.__doc__ = """
-Name converters for foreign checkpoint formats, registered under the format name.
-Each is called as ``fn(keys: list[str]) -> dict[str, str]`` and returns
-``{their key: our key}``; keys it leaves out are reported as unused.
-"""
 
 Converter = Callable[[list[str]], dict[str, str]]
 

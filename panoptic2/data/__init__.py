@@ -8,7 +8,7 @@ disk access) and the mappers (``.mappers``), so that every process
 from . import mappers, transforms
 from .build import (
     DATA_MAPPER_REGISTRY,
-    TRAIN_SAMPLERS,
+    TRAIN_SAMPLER_REGISTRY,
     build_dataset_mapper,
     build_test_loader,
     build_train_loader,
@@ -32,7 +32,7 @@ __all__ = [
     "mappers",
     "transforms",
     "DATA_MAPPER_REGISTRY",
-    "TRAIN_SAMPLERS",
+    "TRAIN_SAMPLER_REGISTRY",
     "AspectRatioGroupedBatchSampler",
     "DatasetCatalog",
     "DatasetFromList",

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from fvcore.common.registry import Registry
 from torch.utils import data
 
 from panoptic2.config import configurable
+from panoptic2.registry import DATA_MAPPER_REGISTRY, TRAIN_SAMPLER_REGISTRY
 from panoptic2.utils import comm
 
 from .catalog import DatasetCatalog
@@ -44,7 +44,7 @@ from .samplers import (
 
 __all__ = [
     "DATA_MAPPER_REGISTRY",
-    "TRAIN_SAMPLERS",
+    "TRAIN_SAMPLER_REGISTRY",
     "build_dataset_mapper",
     "build_test_loader",
     "build_train_loader",
@@ -55,14 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATA_MAPPER_REGISTRY = Registry("DATA_MAPPER")
-DATA_MAPPER_REGISTRY.__doc__ = """
-Registry of dataset mappers: callables turning one dataset dict into one model input.
-
-A registered object is called as ``obj(cfg, is_train)`` and must return the mapper, so a
-``@configurable`` class (``__init__`` + ``from_config(cls, cfg, is_train)``) or a factory
-function both fit. The name is chosen by ``cfg.INPUT.DATASET_MAPPER_NAME``.
-"""
 
 # Salt mixed into the seed of the DataLoader's own generator (which seeds its workers), so
 # it differs from the sampler's epoch seeds derived from the same base seed.
@@ -191,10 +183,12 @@ def _as_dicts(dataset: list[dict] | data.Dataset) -> list[dict]:
     return dataset if isinstance(dataset, list) else [dataset[i] for i in range(len(dataset))]
 
 
+@TRAIN_SAMPLER_REGISTRY.register(name="TrainingSampler")
 def _make_training_sampler(dataset, *, seed: int, start: int, repeat_threshold: float):
     return TrainingSampler(len(dataset), seed=seed, start=start)
 
 
+@TRAIN_SAMPLER_REGISTRY.register(name="RepeatFactorTrainingSampler")
 def _make_repeat_factor_sampler(dataset, *, seed: int, start: int, repeat_threshold: float):
     if repeat_threshold <= 0:
         raise ValueError(
@@ -203,15 +197,6 @@ def _make_repeat_factor_sampler(dataset, *, seed: int, start: int, repeat_thresh
         )
     factors = repeat_factors_from_category_frequency(_as_dicts(dataset), repeat_threshold)
     return RepeatFactorTrainingSampler(factors, seed=seed, start=start)
-
-
-# Training sampler factories by name (``cfg.DATALOADER.SAMPLER_TRAIN``). Each takes the
-# unmapped dataset and keyword arguments ``seed``, ``start``, ``repeat_threshold``; add an
-# entry here to offer a new sampler from configs.
-TRAIN_SAMPLERS: dict[str, Callable[..., data.Sampler]] = {
-    "TrainingSampler": _make_training_sampler,
-    "RepeatFactorTrainingSampler": _make_repeat_factor_sampler,
-}
 
 
 def _worker_kwargs(
@@ -292,7 +277,7 @@ def build_train_loader(
             map-style dataset returning them.
         mapper: Maps a dataset dict to a model input; ``None`` passes dicts through.
         total_batch_size: Images per iteration summed over all ranks.
-        sampler: A name in :data:`TRAIN_SAMPLERS`, or a sampler object (which then owns its
+        sampler: A name in ``TRAIN_SAMPLER_REGISTRY``, or a sampler object (which then owns its
             ``start``, so ``start_iter`` must be 0). The per-rank batch size divides by the
             sampler's ``world_size`` attribute when it has one, else by the process count.
         repeat_threshold: Threshold of ``RepeatFactorTrainingSampler``.
@@ -325,12 +310,9 @@ def build_train_loader(
         raise ValueError("build_train_loader(): the dataset is empty.")
 
     if isinstance(sampler, str):
-        if sampler not in TRAIN_SAMPLERS:
-            raise KeyError(
-                f"Unknown training sampler '{sampler}'. Valid names: {sorted(TRAIN_SAMPLERS)}."
-            )
+        factory = TRAIN_SAMPLER_REGISTRY.get(sampler)
         seed = int(comm.shared_random_seed()) if seed is None else seed
-        sampler = TRAIN_SAMPLERS[sampler](
+        sampler = factory(
             raw_dataset,
             seed=seed,
             start=start_iter * total_batch_size,

@@ -28,30 +28,15 @@ any time with :meth:`Metadata.set`.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from panoptic2.registry import unknown_name_error
+
 __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
 
 logger = logging.getLogger(__name__)
-
-
-class _UnknownNameError(KeyError):
-    """KeyError whose message prints as written (``KeyError`` would show its repr)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-def _unknown_name_error(kind: str, name: str, known: list[str]) -> KeyError:
-    """Build the error for an unknown catalog name, with a "did you mean" hint."""
-    msg = f"{kind} '{name}' is not registered. Registered names: {sorted(known)}."
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        msg += f" Did you mean '{close[0]}'?"
-    return _UnknownNameError(msg)
 
 
 class _DatasetCatalog:
@@ -105,7 +90,7 @@ class _DatasetCatalog:
         try:
             func = self._funcs[name]
         except KeyError:
-            raise _unknown_name_error("Dataset", name, list(self._funcs)) from None
+            raise unknown_name_error("Dataset", name, list(self._funcs)) from None
         dicts = func()
         if not isinstance(dicts, list):
             raise TypeError(
@@ -121,7 +106,7 @@ class _DatasetCatalog:
     def remove(self, name: str) -> None:
         """Unregister ``name``; an unknown name raises ``KeyError``."""
         if name not in self._funcs:
-            raise _unknown_name_error("Dataset", name, list(self._funcs))
+            raise unknown_name_error("Dataset", name, list(self._funcs))
         del self._funcs[name]
 
     def clear(self) -> None:

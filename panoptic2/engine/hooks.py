@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-from fvcore.common.registry import Registry
 from fvcore.common.timer import Timer
 from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 from torch import nn
 
+from panoptic2.registry import HOOK_REGISTRY
 from panoptic2.utils import comm
 from panoptic2.utils.events import EventWriter
 
@@ -36,13 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-HOOK_REGISTRY = Registry("HOOK")
-HOOK_REGISTRY.__doc__ = """
-Extra training hooks, enabled by name with ``HOOKS.CUSTOM``. A registered callable is
-called as ``obj(cfg, trainer)`` and returns a :class:`HookBase`. A hook whose ``name``
-equals a default hook's replaces it.
-"""
 
 
 def flatten_results(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

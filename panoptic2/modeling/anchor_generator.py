@@ -11,22 +11,17 @@ import math
 from collections.abc import Sequence
 
 import torch
-from fvcore.common.registry import Registry
 from torch import nn
 
 from panoptic2.config import configurable
 from panoptic2.layers import ShapeSpec
+from panoptic2.registry import ANCHOR_GENERATOR_REGISTRY
 
 __all__ = [
     "ANCHOR_GENERATOR_REGISTRY",
     "DefaultAnchorGenerator",
     "build_anchor_generator",
 ]
-
-ANCHOR_GENERATOR_REGISTRY = Registry("ANCHOR_GENERATOR")
-ANCHOR_GENERATOR_REGISTRY.__doc__ = """
-Anchor generators, called as ``obj(cfg, input_shape: list[ShapeSpec])``.
-"""
 
 
 def _broadcast_params(params: Sequence, num_features: int, name: str) -> list[list[float]]:

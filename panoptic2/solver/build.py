@@ -13,14 +13,14 @@ Typical use in a training loop::
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
-from fvcore.common.registry import Registry
 from torch import nn
+
+from panoptic2.registry import OPTIMIZER_REGISTRY
 
 from .lr_scheduler import LR_SCHEDULER_REGISTRY, LRMultiplier, WarmupParamScheduler
 
@@ -32,12 +32,6 @@ __all__ = [
     "get_default_optimizer_params",
     "norm_module_types",
 ]
-
-OPTIMIZER_REGISTRY = Registry("OPTIMIZER")
-OPTIMIZER_REGISTRY.__doc__ = """
-Optimizers by ``SOLVER.OPTIMIZER``, called as ``fn(cfg, params)`` with the param groups of
-:func:`get_default_optimizer_params`; each returns a ``torch.optim.Optimizer``.
-"""
 
 
 def norm_module_types() -> tuple[type[nn.Module], ...]:
@@ -148,16 +142,6 @@ def get_default_optimizer_params(
     return list(groups.values())
 
 
-def _lookup(registry: Registry, name: str, key: str) -> Callable[..., Any]:
-    registered = sorted(n for n, _ in registry)
-    if name not in registry:
-        same_case = [n for n in registered if n.lower() == str(name).lower()]
-        close = same_case or difflib.get_close_matches(str(name), registered, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"Unknown {key} {name!r}; valid: {registered}.{hint}")
-    return registry.get(name)
-
-
 @OPTIMIZER_REGISTRY.register()
 def SGD(cfg: Any, params: list[dict[str, Any]]) -> torch.optim.Optimizer:  # noqa: N802
     """SGD with ``SOLVER.MOMENTUM`` and ``SOLVER.NESTEROV``."""
@@ -195,7 +179,7 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
         KeyError: ``SOLVER.OPTIMIZER`` is not registered; the message lists the valid names.
         ValueError: the model has no trainable parameter.
     """
-    factory = _lookup(OPTIMIZER_REGISTRY, cfg.SOLVER.OPTIMIZER, "SOLVER.OPTIMIZER")
+    factory = OPTIMIZER_REGISTRY.get(cfg.SOLVER.OPTIMIZER)
     params = get_default_optimizer_params(
         model,
         base_lr=cfg.SOLVER.BASE_LR,
@@ -274,7 +258,7 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
         ValueError: ``WARMUP_ITERS`` is not below ``MAX_ITER`` or the method is unknown.
     """
     name = cfg.SOLVER.LR_SCHEDULER_NAME
-    schedule = _lookup(LR_SCHEDULER_REGISTRY, name, "SOLVER.LR_SCHEDULER_NAME")(cfg)
+    schedule = LR_SCHEDULER_REGISTRY.get(name)(cfg)
     max_iter = int(cfg.SOLVER.MAX_ITER)
     warmup_iters = int(cfg.SOLVER.WARMUP_ITERS)
     if warmup_iters < 0 or warmup_iters >= max_iter:

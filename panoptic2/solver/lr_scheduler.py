@@ -20,9 +20,10 @@ from fvcore.common.param_scheduler import (
     MultiStepParamScheduler,
     ParamScheduler,
 )
-from fvcore.common.registry import Registry
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from panoptic2.registry import LR_SCHEDULER_REGISTRY
 
 __all__ = [
     "LR_SCHEDULER_REGISTRY",
@@ -32,14 +33,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LR_SCHEDULER_REGISTRY = Registry("LR_SCHEDULER")
-LR_SCHEDULER_REGISTRY.__doc__ = """
-LR schedules by ``SOLVER.LR_SCHEDULER_NAME``. Each is called as ``fn(cfg)`` and returns an
-fvcore ``ParamScheduler`` giving the LR multiplier (1.0 = ``SOLVER.BASE_LR``) at
-``where = iter / SOLVER.MAX_ITER``, without warmup: :func:`panoptic2.solver.build_lr_scheduler`
-adds the warmup from ``SOLVER.WARMUP_*``.
-"""
 
 
 class PolyParamScheduler(ParamScheduler):

@@ -110,7 +110,7 @@ def test_build_dataset_mapper_from_registry():
         with pytest.raises(KeyError, match="NoSuchMapper"):
             build_dataset_mapper(cfg, True)
     finally:
-        DATA_MAPPER_REGISTRY._obj_map.pop("_TestBuildMapper")
+        DATA_MAPPER_REGISTRY.remove("_TestBuildMapper")
 
 
 # ------------------------------------------------------------------------- train loader

@@ -27,10 +27,10 @@ class _Constant(DatasetEvaluator):
 @pytest.fixture
 def registry():
     EVALUATOR_REGISTRY.register(_Constant)
-    EVALUATOR_REGISTRY._do_register("_ConstantB", lambda cfg, n, o: _Constant(cfg, n, o, task="b"))
+    EVALUATOR_REGISTRY.register(lambda cfg, n, o: _Constant(cfg, n, o, task="b"), name="_ConstantB")
     yield
     for name in ("_Constant", "_ConstantB"):
-        EVALUATOR_REGISTRY._obj_map.pop(name)
+        EVALUATOR_REGISTRY.remove(name)
     for name in ("ev_one", "ev_two", "ev_none", "ev_typo"):
         MetadataCatalog.remove(name)
 

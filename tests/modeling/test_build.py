@@ -32,8 +32,8 @@ def registered():
     BACKBONE_REGISTRY.register(_TinyBackbone)
     BACKBONE_REGISTRY.register(nn.Identity)  # not a Backbone: building it must fail
     yield
-    BACKBONE_REGISTRY._obj_map.pop("_TinyBackbone")
-    BACKBONE_REGISTRY._obj_map.pop("Identity")
+    BACKBONE_REGISTRY.remove("_TinyBackbone")
+    BACKBONE_REGISTRY.remove("Identity")
 
 
 def test_registry_listing_shows_registered_names(registered):
@@ -81,4 +81,4 @@ def test_build_model_places_model_on_resolved_device():
             with pytest.raises(RuntimeError, match="CUDA is not available"):
                 build_model(cfg)
     finally:
-        META_ARCH_REGISTRY._obj_map.pop("_Dummy")
+        META_ARCH_REGISTRY.remove("_Dummy")

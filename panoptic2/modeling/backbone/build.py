@@ -1,16 +1,9 @@
 """Backbone registry and builder."""
 
-from fvcore.common.registry import Registry
-
 from panoptic2.layers.shape_spec import ShapeSpec
+from panoptic2.registry import BACKBONE_REGISTRY
 
 from .backbone import Backbone
-
-BACKBONE_REGISTRY = Registry("BACKBONE")
-BACKBONE_REGISTRY.__doc__ = """
-Backbones, by name. A registered object is called as ``obj(cfg, input_shape)`` and must
-return a :class:`Backbone`. ``cfg.MODEL.BACKBONE.NAME`` selects one.
-"""
 
 
 def build_backbone(cfg, input_shape: ShapeSpec | None = None) -> Backbone:

@@ -3,15 +3,9 @@
 import logging
 
 import torch
-from fvcore.common.registry import Registry
 from torch import nn
 
-META_ARCH_REGISTRY = Registry("META_ARCH")
-META_ARCH_REGISTRY.__doc__ = """
-Whole models (backbone + heads + post-processing), by name. A registered class is built
-as ``cls(cfg)`` (use ``@configurable`` to also allow explicit arguments).
-``cfg.MODEL.META_ARCHITECTURE`` selects one.
-"""
+from panoptic2.registry import META_ARCH_REGISTRY
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,9 @@
 """Registry of proposal generators (RPN) and builder."""
 
-from fvcore.common.registry import Registry
 from torch import nn
 
 from panoptic2.layers.shape_spec import ShapeSpec
-
-PROPOSAL_GENERATOR_REGISTRY = Registry("PROPOSAL_GENERATOR")
-PROPOSAL_GENERATOR_REGISTRY.__doc__ = """
-Proposal generators for box-based models, called as ``obj(cfg, input_shape)``.
-"""
+from panoptic2.registry import PROPOSAL_GENERATOR_REGISTRY
 
 
 def build_proposal_generator(cfg, input_shape: dict[str, ShapeSpec], name: str) -> nn.Module:

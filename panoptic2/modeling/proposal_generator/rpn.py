@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from fvcore.common.registry import Registry
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
@@ -24,6 +23,7 @@ from panoptic2.modeling.anchor_generator import build_anchor_generator
 from panoptic2.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
 from panoptic2.modeling.matcher import Matcher
 from panoptic2.modeling.sampling import subsample_labels
+from panoptic2.registry import RPN_HEAD_REGISTRY
 from panoptic2.utils.events import get_event_storage
 
 from .build import PROPOSAL_GENERATOR_REGISTRY
@@ -35,12 +35,6 @@ __all__ = [
     "build_rpn_head",
     "find_top_rpn_proposals",
 ]
-
-RPN_HEAD_REGISTRY = Registry("RPN_HEAD")
-RPN_HEAD_REGISTRY.__doc__ = """
-RPN heads, called as ``obj(cfg, input_shape: list[ShapeSpec])``; ``MODEL.RPN.HEAD_NAME``
-picks one.
-"""
 
 
 def build_rpn_head(cfg, input_shape: Sequence[ShapeSpec]) -> nn.Module:

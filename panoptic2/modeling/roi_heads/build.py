@@ -1,14 +1,9 @@
 """Registry of ROI heads (box and mask heads of two-stage models) and builder."""
 
-from fvcore.common.registry import Registry
 from torch import nn
 
 from panoptic2.layers.shape_spec import ShapeSpec
-
-ROI_HEADS_REGISTRY = Registry("ROI_HEADS")
-ROI_HEADS_REGISTRY.__doc__ = """
-ROI heads, called as ``obj(cfg, input_shape)`` with the backbone feature shapes by name.
-"""
+from panoptic2.registry import ROI_HEADS_REGISTRY
 
 
 def build_roi_heads(cfg, input_shape: dict[str, ShapeSpec], name: str) -> nn.Module:
