@@ -120,7 +120,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         return {
             "dataset_name": dataset_name,
             "output_dir": output_dir,
-            "write_predictions": bool(cfg.TEST.get("WRITE_PANOPTIC_PREDICTIONS", False)),
+            "write_predictions": cfg.TEST.WRITE_PREDICTIONS,
         }
 
     def reset(self) -> None:
