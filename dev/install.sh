@@ -40,4 +40,4 @@ fi
 
 # -v shows setup.py's messages (e.g. why the CUDA kernels were skipped), which pip hides otherwise.
 pip_install -v --no-build-isolation -e ".[dev]"
-"${PYTHON}" -c "from panoptic2 import extension; print('panoptic2._C:', extension.extension_status())"
+"${PYTHON}" -c "from panoptic2.ops import extension; print('panoptic2._C:', extension.extension_status())"

@@ -46,7 +46,7 @@ from tabulate import tabulate
 from panoptic2.data import MetadataCatalog
 from panoptic2.evaluation.coco_panoptic_evaluation import COCOPanopticEvaluator
 from panoptic2.evaluation.panoptic_quality import PQStat, pq_stat_single_image
-from panoptic2.utils._fake_ops import segment_ops_available
+from panoptic2.ops import extension
 from panoptic2.utils.panoptic_png import read_panoptic_png
 
 H, W = 480, 640
@@ -349,7 +349,7 @@ def main() -> None:
 
     n = args.num_images
     pq, sq, rq = expected["All"]
-    kernels = "C++ (panoptic2._C)" if segment_ops_available() else "OpenCV / NumPy fallbacks"
+    kernels = "C++ (panoptic2._C)" if extension.has_ops() else "OpenCV / NumPy fallbacks"
     print(f"PNG decoding and pair counting: {kernels}")
     print(f"PQ {100 * pq:.4f}  SQ {100 * sq:.4f}  RQ {100 * rq:.4f} (All; Things and Stuff too)")
     print(

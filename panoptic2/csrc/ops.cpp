@@ -2,7 +2,8 @@
 //
 // Kernels live in separate files and register themselves with TORCH_LIBRARY_IMPL on their
 // dispatch key (cpu/*.cpp on CPU, cuda/*.cu on CUDA); Python reaches every op through
-// torch.ops.panoptic2.* (see panoptic2/extension.py), never through this module's attributes.
+// torch.ops.panoptic2.* (see panoptic2/ops/: extension.py loads this library and checks that
+// every op below is registered), never through this module's attributes.
 
 #include <Python.h>
 #include <torch/library.h>
@@ -22,15 +23,19 @@ PyMODINIT_FUNC PyInit__C(void) {
 }
 
 TORCH_LIBRARY(panoptic2, m) {
+  // The ops below take their fake (meta) kernels from Python, from the one module named here
+  // (panoptic2/ops/_fake.py, which panoptic2.ops.extension imports right after loading this
+  // library). torch checks that register_fake is called from that module, and its error names
+  // the module when a fake kernel is needed before it was imported. set_python_module exists
+  // in every torch we support (>= 2.9), so no version guard is needed.
+  m.set_python_module("panoptic2.ops._fake");
+
   // Build-time facts, so Python can tell what this binary was compiled with.
   m.def("cuda_version() -> int");
   m.def("compiler_version() -> str");
   m.def("has_cuda_kernels() -> bool");
 
   // Panoptic-DeepLab post-processing (kernels: cpu/ and cuda/panoptic_deeplab_postprocess.*).
-  // The fake (meta) kernels are registered from Python, in the module named here (torch's
-  // error names it when a fake kernel is needed before that module was imported).
-  m.impl_abstract_pystub("panoptic2.modeling.postprocessing._fake");
   // centers (K, 2) int64 (y, x); offsets (2, H, W) float32 (dy, dx); thing_mask (H, W) bool.
   // Returns (H, W) int64: 1 + index of the nearest center on thing pixels, 0 elsewhere.
   m.def("group_pixels(Tensor centers, Tensor offsets, Tensor thing_mask) -> Tensor");
@@ -43,7 +48,6 @@ TORCH_LIBRARY(panoptic2, m) {
 
   // Segment-map ops of data reading and evaluation (kernels: cpu/panoptic_png.cpp and
   // cpu/segment_pairs.cpp; CPU only: they run where PNGs are read and statistics summed).
-  m.impl_abstract_pystub("panoptic2.utils._fake_ops");
   // raw (H * (1 + W * channels),) uint8: the inflated IDAT stream of an 8-bit,
   // non-interlaced RGB (channels 3) or RGBA (4) PNG. Returns (H, W) int32 R + 256 G + 256^2 B.
   m.def("png_unfilter_to_ids(Tensor raw, int height, int width, int channels) -> Tensor");

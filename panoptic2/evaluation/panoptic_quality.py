@@ -13,17 +13,17 @@ The statistics of one image compare a ground-truth segment-id map with a predict
   predicted areas from the pixels.
 
 Instead of panopticapi's ``np.unique`` over 64-bit pixel pairs and dict loops, the pixels
-of each distinct (ground truth, prediction) id pair are counted in one C++ pass over the two
-maps (``torch.ops.panoptic2.count_segment_pairs``: segment maps are piecewise constant, so
-the pass compares neighbours and hashes only the ~10^4 runs of a 640x480 pair). Without
-``_C``, NumPy run-length encodes the maps together instead (in cache-sized chunks; noisy maps
-where runs do not pay off are counted per pixel). The pair ids are turned into segment row
-indices through a reusable lookup table, and one weighted ``np.bincount`` over
-``gt_row * (P + 1) + pred_row`` gives the whole intersection matrix. Matching is then array
-arithmetic over its non-zero entries. Ground-truth PNGs are decoded by
-:func:`panoptic2.utils.panoptic_png.read_panoptic_png` (libdeflate and a C++ unfilter).
-:func:`pq_compute` runs the same statistics over folders of COCO panoptic PNGs in a
-process pool (``tools/evaluate_panoptic.py``).
+of each distinct (ground truth, prediction) id pair are counted by
+:func:`panoptic2.ops.segments.count_segment_pairs`: in one C++ pass over the two maps
+(segment maps are piecewise constant, so the pass compares neighbours and hashes only the
+~10^4 runs of a 640x480 pair), or without ``_C`` by a NumPy run-length encoding of the maps
+together (in cache-sized chunks; noisy maps where runs do not pay off are counted per
+pixel). The pair ids are turned into segment row indices through a reusable lookup table,
+and one weighted ``np.bincount`` over ``gt_row * (P + 1) + pred_row`` gives the whole
+intersection matrix. Matching is then array arithmetic over its non-zero entries.
+Ground-truth PNGs are decoded by :func:`panoptic2.utils.panoptic_png.read_panoptic_png`
+(libdeflate and a C++ unfilter). :func:`pq_compute` runs the same statistics over folders of
+COCO panoptic PNGs in a process pool (``tools/evaluate_panoptic.py``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from tabulate import tabulate
 
+from panoptic2.ops.segments import count_segment_pairs
 from panoptic2.utils.panoptic_png import read_panoptic_png
 from panoptic2.utils.segment_ids import SegmentLookup, default_lookup
 
@@ -160,96 +160,6 @@ def _unknown_ids(values: np.ndarray, rows: np.ndarray) -> list[int]:
     return np.unique(values[rows < 0])[:10].tolist()
 
 
-def _use_kernels() -> bool:
-    from panoptic2.utils._fake_ops import segment_ops_available  # loads _C on first use only
-
-    return segment_ops_available()
-
-
-# Above this fraction of runs per pixel, run-length encoding costs more than it saves.
-_MAX_RUN_FRACTION = 0.25
-# Pixels per chunk of the run search: the chunk's ids stay in the L2 cache between the
-# comparisons and the gathers at the run starts.
-_RUN_CHUNK = 1 << 16
-
-
-def _as_kernel_ids(id_map: np.ndarray) -> torch.Tensor:
-    """An int32 / int64 tensor view of ``id_map`` for ``count_segment_pairs``; uint32 maps
-    (PNG ids) are reinterpreted as int32 (see :func:`_from_kernel_ids`)."""
-    if id_map.dtype == np.uint32:
-        id_map = id_map.view(np.int32)
-    elif id_map.dtype not in (np.int32, np.int64):
-        id_map = id_map.astype(np.int64)
-    return torch.from_numpy(np.ascontiguousarray(id_map))
-
-
-def _from_kernel_ids(values: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """Undoes :func:`_as_kernel_ids`'s reinterpretation on the (few) returned ids."""
-    values = values.numpy()
-    return values & 0xFFFFFFFF if dtype == np.uint32 else values
-
-
-def _pixel_pairs(
-    gt_ids: np.ndarray, pred_ids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Counts the pixels of each (ground truth, prediction) id pair.
-
-    With ``_C``, one C++ pass (``torch.ops.panoptic2.count_segment_pairs``) returns every
-    distinct pair once. Otherwise the maps are run-length encoded together in raster order
-    with NumPy (runs may cross image rows: only the number of pixels per pair matters).
-
-    Args:
-        gt_ids: ``(H, W)`` integer ids.
-        pred_ids: ``(H, W)`` integer ids.
-
-    Returns:
-        ``(gt_values, pred_values, counts)``: ``(R,)`` integer ids of each pair or run and
-        ``(R,)`` int64 pixel counts; a pair may occur in several runs. When runs do not pay
-        off (more than ``_MAX_RUN_FRACTION`` of the pixels), the flattened maps themselves
-        and ``counts=None`` (one pixel each).
-    """
-    if _use_kernels():
-        gt_values, pred_values, counts = torch.ops.panoptic2.count_segment_pairs(
-            _as_kernel_ids(gt_ids), _as_kernel_ids(pred_ids)
-        )
-        return (
-            _from_kernel_ids(gt_values, gt_ids.dtype),
-            _from_kernel_ids(pred_values, pred_ids.dtype),
-            counts.numpy(),
-        )
-    gt, pred = gt_ids.ravel(), pred_ids.ravel()
-    n = gt.size
-    if n == 0:
-        return gt, pred, np.zeros(0, dtype=np.int64)
-    change = np.empty(n, dtype=bool)
-    change[0] = True
-    pred_change = np.empty(min(n, _RUN_CHUNK), dtype=bool)
-    max_runs = _MAX_RUN_FRACTION * n
-    starts, gt_values, pred_values = [], [], []
-    num_runs = 0
-    for low in range(0, n, _RUN_CHUNK):
-        high = min(low + _RUN_CHUNK, n)
-        first = max(low, 1)  # pixel 0 always starts a run
-        chunk = change[first:high]
-        np.not_equal(gt[first:high], gt[first - 1 : high - 1], out=chunk)
-        other = pred_change[: high - first]
-        np.not_equal(pred[first:high], pred[first - 1 : high - 1], out=other)
-        np.logical_or(chunk, other, out=chunk)
-        chunk_starts = np.flatnonzero(change[low:high])
-        chunk_starts += low
-        num_runs += len(chunk_starts)
-        if num_runs > max_runs:
-            return gt, pred, None
-        starts.append(chunk_starts)
-        gt_values.append(np.take(gt, chunk_starts))
-        pred_values.append(np.take(pred, chunk_starts))
-    run_starts = np.concatenate(starts)
-    counts = np.empty_like(run_starts)
-    np.subtract(run_starts[1:], run_starts[:-1], out=counts[:-1])
-    counts[-1] = n - run_starts[-1]
-    return np.concatenate(gt_values), np.concatenate(pred_values), counts
-
-
 def pq_stat_single_image(
     gt_ids: np.ndarray,
     gt_segments: Sequence[Mapping[str, Any]],
@@ -297,7 +207,7 @@ def pq_stat_single_image(
     if pred_segments is None and not label_divisor:
         raise ValueError(f"{where}: predictions without segments_info need a label_divisor")
     lookup = lookup or default_lookup()
-    gt_values, pred_values, counts = _pixel_pairs(gt_ids, pred_ids)
+    gt_values, pred_values, counts = count_segment_pairs(gt_ids, pred_ids)
     gt_seg_ids, gt_cats = _segment_arrays(gt_segments, gt_void_id, "ground-truth", where)
     if pred_segments is None:
         # The run values hold every id of the map: far fewer to sort than the pixels.

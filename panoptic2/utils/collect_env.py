@@ -129,7 +129,7 @@ def _gpu_rows(torch_mod) -> list[tuple[str, str]]:
 def _panoptic2_rows() -> list[tuple[str, str]]:
     try:
         import panoptic2
-        from panoptic2 import extension
+        from panoptic2.ops import extension
     except Exception as e:
         return [("panoptic2", f"failed to import: {type(e).__name__}: {e}")]
 

@@ -5,20 +5,22 @@ matters. The common case, an 8-bit non-interlaced RGB or RGBA PNG (what panoptic
 OpenCV write), is decoded here: the chunks are parsed and their CRCs checked in Python, the
 image data is inflated by libdeflate (the ``deflate`` package; several times faster than the
 zlib inside libpng, and zlib is the fallback), and one C++ pass
-(``torch.ops.panoptic2.png_unfilter_to_ids``) undoes the row filters and computes the ids.
-Anything else (palette, 16-bit, interlaced PNGs, or no usable ``_C``) is decoded by OpenCV.
+(:func:`panoptic2.ops.segments.png_unfilter_to_ids`) undoes the row filters and computes the
+ids. Anything else (palette, 16-bit, interlaced PNGs, or no usable ``_C``: see
+:func:`panoptic2.ops.extension.has_ops`) is decoded by OpenCV.
 As in panopticapi's ``rgb2id``, an alpha channel is ignored.
 """
 
 from __future__ import annotations
 
 import struct
-import warnings
 import zlib
 
 import cv2
 import numpy as np
-import torch
+
+from panoptic2.ops import extension
+from panoptic2.ops.segments import png_unfilter_to_ids
 
 from .file_io import PathManager
 
@@ -37,12 +39,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 class _UnsupportedPNG(Exception):
     """A valid PNG outside the fast path; OpenCV decodes it."""
-
-
-def _use_kernels() -> bool:
-    from ._fake_ops import segment_ops_available  # loads _C on first use only
-
-    return segment_ops_available()
 
 
 def _inflate(data: bytes, size: int) -> bytes:
@@ -100,16 +96,7 @@ def _decode_with_kernel(data: bytes) -> np.ndarray:
         raise ValueError(f"the header gives an empty {width}x{height} image")
     channels = _CHANNELS[colour_type]
     raw = _inflate(b"".join(idat), height * (1 + width * channels))
-    with warnings.catch_warnings():
-        # The kernel only reads the buffer; torch warns that bytes are not writable, and
-        # copying the ~1 MB to silence it costs a quarter of the kernel's time.
-        warnings.simplefilter("ignore", UserWarning)
-        raw_tensor = torch.frombuffer(raw, dtype=torch.uint8)
-    try:
-        ids = torch.ops.panoptic2.png_unfilter_to_ids(raw_tensor, height, width, channels)
-    except RuntimeError as e:  # an invalid filter byte
-        raise ValueError(str(e).splitlines()[0]) from None
-    return ids.numpy().view(np.uint32)
+    return png_unfilter_to_ids(raw, height, width, channels)
 
 
 def _decode_with_opencv(data: bytes) -> np.ndarray:
@@ -144,7 +131,7 @@ def decode_panoptic_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
             ``name`` and what is wrong).
     """
     try:
-        if _use_kernels():
+        if extension.has_ops():  # loads _C on first use only
             try:
                 return _decode_with_kernel(data)
             except _UnsupportedPNG:

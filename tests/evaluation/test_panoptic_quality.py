@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panoptic2.evaluation import panoptic_quality as pq_module
 from panoptic2.evaluation.panoptic_quality import (
     PQStat,
     format_pq_tables,
     pq_compute,
     pq_stat_single_image,
 )
+from panoptic2.ops import extension, segments
 from panoptic2.utils.panoptic_png import read_panoptic_png
 
 from .pq_reference import (
@@ -46,8 +46,8 @@ DEEPLAB2 = os.path.join(SHARED, "deeplab2_pq_testdata")
 def counting(request, monkeypatch):
     """Runs every test with the C++ pair counting and with the NumPy fallback."""
     if request.param == "numpy":
-        monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
-    elif not pq_module._use_kernels():
+        monkeypatch.setattr(extension, "has_ops", lambda: False)
+    elif not extension.has_ops():
         pytest.skip("panoptic2._C is not available")
     return request.param
 
@@ -321,25 +321,25 @@ def test_stat_merging_is_a_sum():
 
 
 def test_pixel_pairs_run_length_encodes_across_rows_and_chunks(monkeypatch):
-    monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
+    monkeypatch.setattr(extension, "has_ops", lambda: False)
     gt = np.array([[1, 1, 2], [2, 2, 2]], dtype=np.uint32)
     pred = np.array([[5, 5, 5], [5, 6, 6]], dtype=np.int64)
     # Raster order: (1,5) (1,5) | (2,5) (2,5) (2,5)... the run (2,5) crosses the row end.
     expected = ([1, 2, 2], [5, 5, 6], [2, 2, 2])
-    monkeypatch.setattr(pq_module, "_MAX_RUN_FRACTION", 1.0)  # 3 runs in 6 pixels
+    monkeypatch.setattr(segments, "_MAX_RUN_FRACTION", 1.0)  # 3 runs in 6 pixels
     for chunk in (1, 2, 4, 1 << 16):
-        monkeypatch.setattr(pq_module, "_RUN_CHUNK", chunk)
-        gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+        monkeypatch.setattr(segments, "_RUN_CHUNK", chunk)
+        gt_values, pred_values, counts = segments.count_segment_pairs(gt, pred)
         assert (gt_values.tolist(), pred_values.tolist(), counts.tolist()) == expected, chunk
         assert gt_values.dtype == np.uint32 and pred_values.dtype == np.int64
 
 
 def test_pixel_pairs_falls_back_to_pixels_on_noisy_maps(monkeypatch):
-    monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
+    monkeypatch.setattr(extension, "has_ops", lambda: False)
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 50, size=(40, 50))
     pred = rng.integers(0, 50, size=(40, 50))
-    gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+    gt_values, pred_values, counts = segments.count_segment_pairs(gt, pred)
     assert counts is None
     assert np.array_equal(gt_values, gt.ravel()) and np.array_equal(pred_values, pred.ravel())
 
@@ -353,10 +353,10 @@ def test_run_path_chunks_and_pixel_fallback_agree_with_the_reference(monkeypatch
     shuffled = pred_ids.ravel()[rng.permutation(pred_ids.size)].reshape(pred_ids.shape)
     cases.append((gt_ids, gt_segs, shuffled, pred_segs))
     expected = reference_pq(cases)
-    monkeypatch.setattr(pq_module, "_use_kernels", lambda: False)
-    monkeypatch.setattr(pq_module, "_RUN_CHUNK", chunk)
+    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    monkeypatch.setattr(segments, "_RUN_CHUNK", chunk)
     for fraction in (0.0, 0.25, 1.0):  # always per pixel, default, always runs
-        monkeypatch.setattr(pq_module, "_MAX_RUN_FRACTION", fraction)
+        monkeypatch.setattr(segments, "_MAX_RUN_FRACTION", fraction)
         assert_results_close(_ours(cases), expected)
         stats = [pq_stat_single_image(*case).pq_per_cat for case in cases]
         if fraction == 0.0:
@@ -419,7 +419,7 @@ def test_pair_counts_equal_a_dict_count(counting, gt_dtype, pred_dtype):
     maps[0][0][gt_noise] = 7
     for gt, pred in maps:
         gt, pred = gt.astype(gt_dtype), pred.astype(pred_dtype)
-        gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+        gt_values, pred_values, counts = segments.count_segment_pairs(gt, pred)
         if counts is None:  # NumPy path on noisy maps: one entry per pixel
             counts = np.ones(len(gt_values), dtype=np.int64)
         pairs = list(zip(gt_values.tolist(), pred_values.tolist()))
@@ -436,7 +436,7 @@ def test_kernel_pairs_keep_uint32_ids_above_2_31(counting):
     # Ids of uint32 maps reach the kernel reinterpreted as int32 and must come back intact.
     gt = np.array([[0, 2**31, 2**32 - 1, 2**32 - 1]], dtype=np.uint32)
     pred = np.array([[1, 1, 2**31 + 5, 3]], dtype=np.uint32)
-    gt_values, pred_values, counts = pq_module._pixel_pairs(gt, pred)
+    gt_values, pred_values, counts = segments.count_segment_pairs(gt, pred)
     expected = [(0, 1), (2**31, 1), (2**32 - 1, 2**31 + 5), (2**32 - 1, 3)]
     if counts is None:  # NumPy path: one entry per pixel
         counts = np.ones(len(gt_values), dtype=np.int64)

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torchvision
 
-from panoptic2 import extension
+import panoptic2
+from panoptic2.ops import extension
 from panoptic2.utils import collect_env
 
 # Row label -> import name, as the report must show them.
@@ -76,7 +77,7 @@ def test_core_rows(report: dict[str, str]) -> None:
         gpu_rows = [k for k in report if k.startswith("GPU ")]
         listed = sorted(int(i) for k in gpu_rows for i in k[4:].split(","))
         assert listed == list(range(torch.cuda.device_count()))
-    assert report["panoptic2"].endswith(os.path.dirname(extension.__file__))
+    assert report["panoptic2"].endswith(os.path.dirname(panoptic2.__file__))
     assert report["panoptic2._C"] == extension.extension_status()
     assert report["panoptic2._C CUDA kernels"] == ("yes" if extension.has_cuda_kernels() else "no")
 
@@ -104,7 +105,7 @@ def test_library_version_fallbacks() -> None:
 
 
 def test_main_module_prints_the_report() -> None:
-    root = os.path.dirname(os.path.dirname(extension.__file__))
+    root = os.path.dirname(os.path.dirname(panoptic2.__file__))
     proc = subprocess.run(
         [sys.executable, "-m", "panoptic2.utils.collect_env"],
         cwd=root,

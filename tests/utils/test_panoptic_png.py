@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from panoptic2.ops import extension
 from panoptic2.utils import panoptic_png
 from panoptic2.utils.panoptic_png import decode_panoptic_png, read_panoptic_png
 
@@ -25,8 +26,8 @@ COLOUR_TYPE = {3: 2, 4: 6}  # channels -> PNG colour type (RGB, RGBA)
 def decoder(request, monkeypatch):
     """Runs a test with the C++ decoder and with the OpenCV fallback."""
     if request.param == "opencv":
-        monkeypatch.setattr(panoptic_png, "_use_kernels", lambda: False)
-    elif not panoptic_png._use_kernels():
+        monkeypatch.setattr(extension, "has_ops", lambda: False)
+    elif not extension.has_ops():
         pytest.skip("panoptic2._C is not available")
     return request.param
 
@@ -116,7 +117,7 @@ def test_files_of_pil_and_opencv(decoder, tmp_path):
 
 
 def test_zlib_inflates_when_libdeflate_is_missing(monkeypatch):
-    if not panoptic_png._use_kernels():
+    if not extension.has_ops():
         pytest.skip("panoptic2._C is not available")
     monkeypatch.setattr(panoptic_png, "_deflate", None)
     pixels = random_pixels(3, 6, 5, 3)
@@ -180,7 +181,7 @@ def test_corrupt_files_are_reported_with_their_path(decoder, tmp_path):
 
 
 def test_kernel_reasons_name_what_is_wrong(tmp_path):
-    if not panoptic_png._use_kernels():
+    if not extension.has_ops():
         pytest.skip("panoptic2._C is not available")
     png = encode_png(random_pixels(5, 4, 4, 3), [0] * 4)
     idat = png.index(b"IDAT")

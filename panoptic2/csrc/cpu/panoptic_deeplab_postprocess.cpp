@@ -1,7 +1,7 @@
 // CPU kernels of Panoptic-DeepLab post-processing: center grouping and majority-vote merge.
 //
 // Both must give exactly the outputs of the PyTorch reference
-// (panoptic2/modeling/postprocessing/reference.py) and of the CUDA kernels, so every float
+// (panoptic2/ops/_reference.py) and of the CUDA kernels, so every float
 // operation below is written as its own statement, in the reference's order, and rounds to
 // float32 on its own (torch builds extensions with -std=c++17, where GCC does not contract
 // a * b + c into an FMA across statements, and clang never does).

@@ -1,7 +1,8 @@
 """Post-processing of model outputs into panoptic and instance predictions.
 
-Panoptic-DeepLab's grouping and merge run in the compiled ``panoptic2._C`` kernels (CPU,
-CUDA) when available and in the equivalent PyTorch reference otherwise.
+Panoptic-DeepLab's grouping and merge run in :mod:`panoptic2.ops`: the compiled
+``panoptic2._C`` kernels (CPU, CUDA) when available, the equivalent PyTorch reference
+otherwise.
 """
 
 from .instances import get_instance_predictions

@@ -1,10 +1,11 @@
 """Panoptic-DeepLab post-processing: centers, grouping and merge into a panoptic map.
 
 The functions keep Detectron2's ``panoptic_deeplab/post_processing.py`` names, signatures
-and semantics, so ported code runs unchanged; grouping and merging run in the compiled
-``panoptic2._C`` kernels (CPU, CUDA) when available and otherwise in the PyTorch reference
-(:mod:`.reference`), with identical outputs. Center finding is plain PyTorch on every
-device. See :func:`get_panoptic_segmentation` for the exact rules.
+and semantics, so ported code runs unchanged; they validate their inputs, and grouping and
+merging then run in :mod:`panoptic2.ops` (the compiled ``panoptic2._C`` kernels on CPU and
+CUDA when available, otherwise the PyTorch reference, with identical outputs). Center
+finding is plain PyTorch on every device. See :func:`get_panoptic_segmentation` for the exact
+rules.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from ._ops import group_pixels_op, merge_semantic_and_instance_op
+from panoptic2 import ops
 
 __all__ = [
     "find_instance_center",
@@ -177,7 +178,7 @@ def group_pixels(
         mask = _as_map(thing_mask, "thing_mask", func) != 0
         _check_same_size(func, offsets.shape[1:], thing_mask=mask)
     _check_device(func, offsets.device, center_points=center_points, thing_mask=mask)
-    ins_seg = group_pixels_op(center_points.to(torch.int64), offsets.to(torch.float32), mask)
+    ins_seg = ops.group_pixels(center_points.to(torch.int64), offsets.to(torch.float32), mask)
     return ins_seg[None]
 
 
@@ -225,7 +226,7 @@ def merge_semantic_and_instance(
         if low < 0:
             raise ValueError(f"{func}: ins_seg has a negative instance id ({low})")
         num_instances = high
-    panoptic = merge_semantic_and_instance_op(
+    panoptic = ops.merge_semantic_and_instance(
         sem.to(torch.int64),
         ins.to(torch.int64),
         mask,
@@ -259,8 +260,8 @@ def _panoptic_image(
     else:
         thing_mask = torch.zeros_like(sem, dtype=torch.bool)
     centers = find_instance_center(heatmap, threshold=threshold, nms_kernel=nms_kernel, top_k=top_k)
-    ins_seg = group_pixels_op(centers, offsets.to(torch.float32), thing_mask)
-    panoptic = merge_semantic_and_instance_op(
+    ins_seg = ops.group_pixels(centers, offsets.to(torch.float32), thing_mask)
+    panoptic = ops.merge_semantic_and_instance(
         sem,
         ins_seg,
         thing_mask,

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from panoptic2 import extension
 from panoptic2.modeling.postprocessing import (
     find_instance_center,
     get_panoptic_segmentation,
@@ -12,6 +11,7 @@ from panoptic2.modeling.postprocessing import (
     merge_semantic_and_instance,
 )
 from panoptic2.modeling.postprocessing.synthetic import make_panoptic_deeplab_outputs
+from panoptic2.ops import extension
 
 THINGS = list(range(11, 19))
 

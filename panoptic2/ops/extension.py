@@ -1,19 +1,25 @@
 """Lazy access to the compiled extension ``panoptic2._C``.
 
-The extension is optional: every op has a pure-PyTorch fallback, so importing panoptic2 never
-fails when ``_C`` is missing or was built against another torch. The library is imported once,
-on first use (not at ``import panoptic2``), and its ops are reached through
-``torch.ops.panoptic2.*``.
+The extension is optional: every op has a pure-PyTorch (or NumPy / OpenCV) fallback, so
+importing panoptic2 never fails when ``_C`` is missing or was built against another torch. The
+library is imported once, on first use (not at ``import panoptic2`` nor ``import
+panoptic2.ops``), and its ops are reached through ``torch.ops.panoptic2.*``.
 
-Op wrappers follow this pattern::
+:func:`has_ops` is the one availability check: ``_C`` counts as usable only when it loads and
+registers every op the Python side uses (:data:`REQUIRED_OPS`; a stale build lacking one is
+unusable). The successful load also imports :mod:`panoptic2.ops._fake`, which registers the
+fake kernels, so they exist whenever a kernel can be reached. Op wrappers (the modules of
+:mod:`panoptic2.ops`) look the check up at call time, so patching ``extension.has_ops`` forces
+the fallbacks::
 
-    from panoptic2 import extension
+    from panoptic2.ops import extension
 
     if extension.has_ops():  # logs one warning per process when _C is unavailable
         return torch.ops.panoptic2.some_op(x)
     return _some_op_fallback(x)
 
-Callers that have no fallback call :func:`require_ops` instead.
+CUDA inputs additionally need :func:`has_cuda_kernels`. Callers that have no fallback call
+:func:`require_ops` instead.
 """
 
 from __future__ import annotations
@@ -38,6 +44,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MODULE = "panoptic2._C"
+_FAKE_MODULE = "panoptic2.ops._fake"
+# Every op the Python side calls; a ``_C`` that lacks one (a stale build) is unusable.
+REQUIRED_OPS = (
+    "cuda_version",
+    "compiler_version",
+    "has_cuda_kernels",
+    "group_pixels",
+    "merge_semantic_and_instance",
+    "png_unfilter_to_ids",
+    "count_segment_pairs",
+)
 REBUILD_HINT = (
     "build it against the installed torch with `python setup.py build_ext --inplace` "
     "(or reinstall with `bash dev/install.sh`)"
@@ -66,21 +83,35 @@ _result: _LoadResult | None = None
 _warned = False
 
 
+def _missing_ops() -> list[str]:
+    """The names of :data:`REQUIRED_OPS` that ``torch.ops.panoptic2`` does not have."""
+    missing = []
+    for name in REQUIRED_OPS:
+        try:
+            getattr(torch.ops.panoptic2, name)
+        except (AttributeError, RuntimeError):
+            missing.append(name)
+    return missing
+
+
 def _import_extension() -> str:
-    """Imports ``panoptic2._C`` (which registers its ops) and checks the ops are there.
+    """Imports ``panoptic2._C`` (which registers its ops) and checks that every op is there.
 
     Returns:
         Path of the loaded shared library.
 
     Raises:
         ImportError: The library is missing, cannot be loaded (e.g. undefined symbols from a
-            torch mismatch), or does not register the expected ops (a stale build).
+            torch mismatch), or does not register all of :data:`REQUIRED_OPS` (a stale
+            build; the message names the missing ops).
     """
     module = importlib.import_module(_MODULE)
-    try:
-        torch.ops.panoptic2.cuda_version  # noqa: B018 - the lookup itself is the check
-    except (AttributeError, RuntimeError) as e:
-        raise ImportError(f"{module.__file__} does not register torch.ops.panoptic2 ({e})") from e
+    missing = _missing_ops()
+    if missing:
+        raise ImportError(
+            f"{module.__file__} does not register torch.ops.panoptic2.{{{', '.join(missing)}}} "
+            "(a stale build)"
+        )
     return str(module.__file__)
 
 
@@ -95,20 +126,30 @@ def _describe(error: BaseException) -> str:
 
 
 def _load() -> _LoadResult:
-    """Loads ``_C`` once per process, thread-safely; later calls return the cached outcome."""
+    """Loads ``_C`` once per process, thread-safely; later calls return the cached outcome.
+
+    A successful load imports :mod:`panoptic2.ops._fake` (registering the fake kernels)
+    before the outcome is published, so no caller reaches a kernel without its fake kernel.
+    """
     global _result
     if _result is None:
         with _lock:
             if _result is None:
                 try:
-                    _result = _LoadResult(path=_import_extension(), error=None)
+                    path = _import_extension()
                 except (ImportError, OSError) as e:
                     _result = _LoadResult(path=None, error=_describe(e))
+                else:
+                    importlib.import_module(_FAKE_MODULE)
+                    _result = _LoadResult(path=path, error=None)
     return _result
 
 
 def has_ops() -> bool:
     """Whether the compiled ops are usable; call it where an op is about to be used.
+
+    This is the one availability check: True only when ``_C`` loaded and registers every op
+    of :data:`REQUIRED_OPS` (their fake kernels are then registered too).
 
     The first call that finds ``_C`` unavailable logs one warning per process, naming the
     error, so that a silently slower fallback never goes unnoticed.
@@ -161,7 +202,10 @@ def compiler_version() -> str | None:
 
 
 def has_cuda_kernels() -> bool:
-    """Whether ``_C`` is loaded and was built with its CUDA kernels (``csrc/cuda/*.cu``)."""
+    """Whether ``_C`` is loaded and was built with its CUDA kernels (``csrc/cuda/*.cu``).
+
+    The dispatch decision for CUDA inputs, on top of :func:`has_ops`.
+    """
     return _load().ok and bool(torch.ops.panoptic2.has_cuda_kernels())
 
 

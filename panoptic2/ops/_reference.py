@@ -1,9 +1,9 @@
 """Plain-PyTorch reference of Panoptic-DeepLab post-processing (grouping and merge).
 
 This module defines the semantics that the C++ and CUDA kernels reproduce bit for bit; it is
-also the fallback when ``panoptic2._C`` is unavailable. It favours obvious correctness over
-speed, but never builds a K x (H*W) distance matrix: it loops over centers keeping a running
-minimum over the thing pixels.
+also the fallback of :mod:`panoptic2.ops.panoptic_deeplab` when the kernels are unavailable.
+It favours obvious correctness over speed, but never builds a K x (H*W) distance matrix: it
+loops over centers keeping a running minimum over the thing pixels.
 
 Float rules shared by all implementations: the offsets are float32; a pixel (y, x) votes
 for the location ``(y + dy, x + dx)`` (one float32 addition each); its squared distance to

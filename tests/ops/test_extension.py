@@ -1,4 +1,4 @@
-"""Tests for panoptic2/extension.py and the build facts of the compiled ``panoptic2._C``."""
+"""Tests for panoptic2/ops/extension.py and the build facts of the compiled ``panoptic2._C``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import panoptic2
-from panoptic2 import extension
+from panoptic2.ops import extension
 
 PACKAGE_DIR = os.path.dirname(panoptic2.__file__)
 # find_spec only locates the library; loading it stays the business of the code under test.
@@ -45,7 +45,7 @@ def fresh_extension(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[logging.Lo
             records.append(record)
 
     handler = _ListHandler(level=logging.DEBUG)
-    log = logging.getLogger("panoptic2.extension")
+    log = logging.getLogger("panoptic2.ops.extension")
     log.addHandler(handler)
     monkeypatch.setattr(log, "level", logging.DEBUG)
     yield records
@@ -87,6 +87,7 @@ def _binary() -> bytes:
 def test_extension_loads_and_registers_schemas() -> None:
     extension.require_ops()  # raises with the load error if the build is broken
     assert extension.has_ops()
+    assert "panoptic2.ops._fake" in sys.modules, "a successful load registers the fake kernels"
     status = extension.extension_status()
     assert status.startswith("OK (") and importlib.util.find_spec("panoptic2._C").origin in status
     schemas = {
@@ -155,17 +156,42 @@ def test_cuda_kernels_built_when_toolkit_matches_torch() -> None:
 
 
 def test_import_does_not_load_extension() -> None:
-    """``import panoptic2`` must not touch ``_C``: it is loaded on first use only."""
+    """``import panoptic2`` and ``import panoptic2.ops`` must not touch ``_C``: it is loaded on
+    first use only, and the fake kernels are registered with it, once."""
     code = (
-        "import sys, panoptic2, panoptic2.extension as e\n"
+        "import sys, panoptic2, panoptic2.ops, panoptic2.ops.extension as e\n"
+        "import panoptic2.modeling.postprocessing, panoptic2.utils.panoptic_png\n"
+        "import panoptic2.evaluation.panoptic_quality\n"
         "assert 'panoptic2._C' not in sys.modules, 'loaded at import'\n"
+        "assert 'panoptic2.ops._fake' not in sys.modules, 'fake kernels imported at import'\n"
         "assert e._result is None\n"
-        "e.has_ops()\n"
+        "ok = e.has_ops()\n"
         "assert e._result is not None\n"
+        "assert ('panoptic2.ops._fake' in sys.modules) == ok\n"
     )
     root = os.path.dirname(PACKAGE_DIR)
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_import_without_built_extension_works() -> None:
+    """A missing ``_C`` makes the ops fall back instead of failing at import or at use."""
+    code = (
+        "import sys\n"
+        "sys.modules['panoptic2._C'] = None\n"
+        "import numpy as np, torch, panoptic2.ops as ops\n"
+        "assert not ops.extension.has_ops() and not ops.uses_kernels(torch.device('cpu'))\n"
+        "ins = ops.group_pixels(torch.zeros(1, 2, dtype=torch.long), torch.zeros(2, 2, 3),\n"
+        "                       torch.ones(2, 3, dtype=torch.bool))\n"
+        "assert ins.tolist() == [[1, 1, 1], [1, 1, 1]]\n"
+        "gt = np.array([[1] * 6 + [2] * 4]); values = ops.count_segment_pairs(gt, gt)\n"
+        "assert [v.tolist() for v in values] == [[1, 2], [1, 2], [6, 4]]\n"
+        "assert 'panoptic2.ops._fake' not in sys.modules\n"
+    )
+    root = os.path.dirname(PACKAGE_DIR)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "panoptic2._C not available" in proc.stderr
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,6 +269,50 @@ def test_stale_build_without_ops_is_rejected(
     monkeypatch.setattr(torch.ops, "panoptic2", _NoOps())
     assert not extension.has_ops()
     assert "does not register torch.ops.panoptic2" in extension.extension_status()
+
+
+@needs_build
+@pytest.mark.parametrize(
+    "absent", [("count_segment_pairs",), ("group_pixels", "png_unfilter_to_ids")]
+)
+def test_stale_build_lacking_some_ops_is_rejected_naming_them(
+    fresh_extension: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch, absent: tuple
+) -> None:
+    """One check for all ops: a build lacking any op the Python side uses is unavailable."""
+    import panoptic2._C  # noqa: F401 - registers the real ops first
+
+    real = torch.ops.panoptic2
+
+    class _SomeOps:
+        def __getattr__(self, name: str) -> object:
+            if name in absent:
+                raise AttributeError(f"no op {name}")
+            return getattr(real, name)
+
+    monkeypatch.setattr(torch.ops, "panoptic2", _SomeOps())
+    assert not extension.has_ops()
+    assert not extension.has_cuda_kernels() and extension.cuda_version() is None
+    status = extension.extension_status()
+    assert status.startswith("not available: ImportError: ")
+    assert f"does not register torch.ops.panoptic2.{{{', '.join(absent)}}}" in status
+    for name in set(extension.REQUIRED_OPS) - set(absent):
+        assert name not in status
+    warnings = [r for r in fresh_extension if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and ", ".join(absent) in warnings[0].getMessage()
+    with pytest.raises(RuntimeError, match=absent[0]):
+        extension.require_ops()
+
+
+@needs_build
+def test_required_ops_are_all_registered() -> None:
+    extension.require_ops()
+    assert extension._missing_ops() == []
+    assert set(extension.REQUIRED_OPS) >= {
+        "group_pixels",
+        "merge_semantic_and_instance",
+        "png_unfilter_to_ids",
+        "count_segment_pairs",
+    }
 
 
 def test_format_cuda_version() -> None:

@@ -1,26 +1,22 @@
-"""Dispatch between the ``panoptic2._C`` post-processing kernels and the PyTorch reference.
+"""Panoptic-DeepLab post-processing ops: grouping and merge, on validated maps.
 
-The kernels are reached lazily: importing this module never loads ``_C``; the first call
-that finds ``_C`` usable also imports :mod:`._fake`, which registers the fake kernels.
+Each op runs the ``panoptic2._C`` kernel for its inputs' device (CPU and meta when ``_C`` is
+usable, CUDA when it was also built with its CUDA kernels) and otherwise the PyTorch
+reference (:mod:`._reference`), with identical outputs. The inputs are not validated here:
+:mod:`panoptic2.modeling.postprocessing` checks shapes, dtypes and devices first. Importing
+this module never loads ``_C``; the dispatch decision is made at each call.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 
 import torch
 
-from panoptic2 import extension
+from . import extension
+from ._reference import group_pixels_reference, merge_semantic_and_instance_reference
 
-from .reference import group_pixels_reference, merge_semantic_and_instance_reference
-
-__all__ = ["group_pixels_op", "merge_semantic_and_instance_op", "uses_kernels"]
-
-
-def _library_loaded() -> bool:
-    """Whether ``_C`` registered the post-processing ops (a stale build may lack them)."""
-    return hasattr(torch.ops.panoptic2, "group_pixels")
+__all__ = ["group_pixels", "merge_semantic_and_instance", "uses_kernels"]
 
 
 def uses_kernels(device: torch.device) -> bool:
@@ -35,13 +31,10 @@ def uses_kernels(device: torch.device) -> bool:
     """
     if device.type not in ("cpu", "cuda", "meta") or not extension.has_ops():
         return False
-    if not _library_loaded():
-        return False
-    importlib.import_module("panoptic2.modeling.postprocessing._fake")  # registers, once
     return device.type != "cuda" or extension.has_cuda_kernels()
 
 
-def group_pixels_op(
+def group_pixels(
     centers: torch.Tensor, offsets: torch.Tensor, thing_mask: torch.Tensor
 ) -> torch.Tensor:
     """Groups thing pixels to centers with the kernel for the inputs' device.
@@ -59,7 +52,7 @@ def group_pixels_op(
     return group_pixels_reference(centers, offsets, thing_mask)
 
 
-def merge_semantic_and_instance_op(
+def merge_semantic_and_instance(
     sem_seg: torch.Tensor,
     ins_seg: torch.Tensor,
     thing_mask: torch.Tensor,

@@ -1,0 +1,94 @@
+"""Tests of panoptic2/ops/segments.py: the NumPy-facing segment-map ops.
+
+The pair counting's kernel-vs-fallback cases on PQ inputs stay in
+tests/evaluation/test_panoptic_quality.py and the PNG decoding against encoders in
+tests/utils/test_panoptic_png.py; these check the wrappers themselves.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic2.ops import count_segment_pairs, extension, png_unfilter_to_ids, segments
+
+needs_ops = pytest.mark.skipif(
+    not extension.has_ops(), reason="panoptic2._C is not built (python setup.py build_ext)"
+)
+
+
+def _pairs_dict(gt_values, pred_values, counts) -> dict[tuple[int, int], int]:
+    if counts is None:
+        counts = np.ones(len(gt_values), dtype=np.int64)
+    got: dict[tuple[int, int], int] = {}
+    for pair, count in zip(zip(gt_values.tolist(), pred_values.tolist()), counts.tolist()):
+        got[pair] = got.get(pair, 0) + count
+    return got
+
+
+def _maps() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    gt = np.repeat(rng.integers(0, 5, size=(12, 3)), 10, axis=1).astype(np.uint32)
+    pred = np.repeat(rng.integers(0, 4, size=(12, 5)), 6, axis=1).astype(np.int64)
+    gt[0, 0] = 2**32 - 1
+    return gt, pred
+
+
+@needs_ops
+def test_count_segment_pairs_kernel_and_fallback_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    gt, pred = _maps()
+    kernel = count_segment_pairs(gt, pred)
+    assert kernel[2] is not None and kernel[0].max() == 2**32 - 1  # uint32 ids come back intact
+    assert len(set(zip(kernel[0].tolist(), kernel[1].tolist()))) == len(kernel[0])
+    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    fallback = count_segment_pairs(gt, pred)
+    assert _pairs_dict(*kernel) == _pairs_dict(*fallback)
+    assert sum(_pairs_dict(*kernel).values()) == gt.size
+
+
+def test_count_segment_pairs_fallback_is_chosen_at_call_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(extension, "has_ops", lambda: False)
+
+    def no_kernel(*args):
+        raise AssertionError("the kernel ran although has_ops() is False")
+
+    monkeypatch.setattr(torch.ops.panoptic2, "count_segment_pairs", no_kernel, raising=False)
+    gt = np.array([[1, 1, 2], [2, 2, 2]], dtype=np.uint32)
+    pred = np.array([[5, 5, 5], [5, 6, 6]], dtype=np.int64)
+    monkeypatch.setattr(segments, "_MAX_RUN_FRACTION", 1.0)
+    gt_values, pred_values, counts = count_segment_pairs(gt, pred)
+    assert (gt_values.tolist(), pred_values.tolist(), counts.tolist()) == (
+        [1, 2, 2],
+        [5, 5, 6],
+        [2, 2, 2],
+    )
+
+
+@needs_ops
+def test_png_unfilter_to_ids_returns_uint32_ids_and_value_errors() -> None:
+    pixels = np.array([[[1, 0, 0], [0, 1, 0]], [[0, 0, 1], [255, 255, 255]]], dtype=np.uint8)
+    rows = np.concatenate([np.zeros((2, 1), dtype=np.uint8), pixels.reshape(2, 6)], axis=1)
+    raw = rows.tobytes()
+    ids = png_unfilter_to_ids(raw, 2, 2, 3)
+    assert ids.dtype == np.uint32 and ids.shape == (2, 2)
+    assert ids.tolist() == [[1, 256], [65536, 2**24 - 1]]
+    bad = bytearray(raw)
+    bad[7] = 9  # row 1's filter byte
+    with pytest.raises(ValueError, match="invalid filter type 9 on row 1"):
+        png_unfilter_to_ids(bytes(bad), 2, 2, 3)
+    assert zlib.decompress(zlib.compress(raw)) == raw  # the input is what a PNG inflates to
+
+
+def test_png_unfilter_to_ids_needs_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extension, "require_ops", _raise_unavailable)
+    with pytest.raises(RuntimeError, match="required here but not available"):
+        png_unfilter_to_ids(bytes(7), 1, 2, 3)
+
+
+def _raise_unavailable() -> None:
+    raise RuntimeError("panoptic2._C is required here but not available (test)")
