@@ -6,6 +6,9 @@
   file in the same directory, is flushed and fsynced, then ``os.replace``-d onto the final
   name; the ``last_checkpoint`` pointer is replaced the same way afterwards. A process
   killed at any moment leaves the previous checkpoint and pointer intact.
+* a model's ``label_space`` (:class:`~panoptic2.data.label_space.LabelSpace`) is saved with
+  its weights and restored into a model that has none, so a trained model names its classes
+  without its dataset being registered;
 * ``load`` reads ``.pth`` files with ``torch.load(weights_only=True)`` (no code runs while
   loading) unless the user opts out, reads ``.pkl`` files (Detectron/Caffe2) by explicit
   choice, and loads foreign weights through name conversion + suffix matching
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 _FORMAT_KEY = "__panoptic2_checkpoint__"
 _FORMAT_VERSION = 1
 _POINTER_FILE = "last_checkpoint"
+_LABEL_SPACE_KEY = "label_space"
 
 
 def _is_local(path: str) -> bool:
@@ -115,7 +119,7 @@ class Checkpointer(_FvcoreCheckpointer):
         basename = f"{name}.pth"
         if os.path.basename(basename) != basename:
             raise ValueError(f"Checkpoint name {name!r} must not contain a directory")
-        taken = {"model", _FORMAT_KEY, *self.checkpointables}
+        taken = {"model", _FORMAT_KEY, _LABEL_SPACE_KEY, *self.checkpointables}
         clashes = sorted(taken & set(kwargs))
         if clashes:
             raise ValueError(f"Extra checkpoint data uses reserved keys {clashes}")
@@ -123,6 +127,9 @@ class Checkpointer(_FvcoreCheckpointer):
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
+        label_space = getattr(self.model, "label_space", None)
+        if label_space is not None:
+            data[_LABEL_SPACE_KEY] = label_space.to_dict()
         data[_FORMAT_KEY] = _FORMAT_VERSION
 
         save_file = os.path.join(self.save_dir, basename)
@@ -182,6 +189,7 @@ class Checkpointer(_FvcoreCheckpointer):
         if not os.path.isfile(local):
             raise FileNotFoundError(f"Checkpoint {path} not found")
         checkpoint = self._load_file(local)
+        self._restore_label_space(checkpoint.pop(_LABEL_SPACE_KEY, None), path)
         incompatible = self._load_model(checkpoint)
         if incompatible is not None:
             self._log_incompatible_keys(incompatible)
@@ -193,6 +201,30 @@ class Checkpointer(_FvcoreCheckpointer):
         for key in (_FORMAT_KEY, "matching_heuristics", "__author__"):
             checkpoint.pop(key, None)
         return checkpoint
+
+    def _restore_label_space(self, stored: dict[str, Any] | None, path: str) -> None:
+        """Gives the model the checkpoint's label space when it has none of its own.
+
+        A model built for a dataset keeps that dataset's label space (fine-tuning from weights
+        of another dataset is legitimate); a difference is logged as a warning.
+        """
+        if stored is None or not hasattr(self.model, "label_space"):
+            return
+        from panoptic2.data.label_space import LabelSpace
+
+        try:
+            space = LabelSpace.from_dict(stored)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Checkpoint {path} stores an invalid label space: {e}") from e
+        current = self.model.label_space
+        if current is None:
+            self.model.label_space = space
+            self.logger.info(f"Label space from {path}: {space}")
+        elif current != space:
+            self.logger.warning(
+                f"The model's label space differs from the one stored in {path} "
+                f"({current.difference(space)}); keeping the model's"
+            )
 
     def resume_or_load(self, path: str, *, resume: bool | str = True) -> dict[str, Any]:
         """Resumes an interrupted run, or initialises the model from ``path``.

@@ -123,24 +123,28 @@ def _has_objects(record: dict) -> bool:
     return any(not obj.get("iscrowd", 0) for k in keys for obj in record[k])
 
 
-def build_dataset_mapper(cfg: Any, is_train: bool) -> Callable[[dict], Any] | None:
+def build_dataset_mapper(
+    cfg: Any, is_train: bool, dataset_name: str | None = None
+) -> Callable[[dict], Any] | None:
     """Build the mapper named by ``cfg.INPUT.DATASET_MAPPER_NAME``.
 
     Args:
         cfg: The config.
         is_train: Build the training (augmenting) or the inference mapper.
+        dataset_name: The dataset it will map, whose label space it uses; None: the
+            datasets of ``DATASETS.TRAIN`` (training) or ``DATASETS.TEST[0]`` (inference).
 
     Returns:
         The mapper, or ``None`` when the name is ``""`` (loaders then pass dataset dicts
         through unchanged).
 
     Raises:
-        KeyError: The name is not in ``DATA_MAPPER_REGISTRY`` (fvcore's message).
+        KeyError: The name is not in ``DATA_MAPPER_REGISTRY`` (the message lists the names).
     """
     name = cfg.INPUT.DATASET_MAPPER_NAME
     if not name:
         return None
-    return DATA_MAPPER_REGISTRY.get(name)(cfg, is_train)
+    return DATA_MAPPER_REGISTRY.get(name)(cfg, is_train, dataset_name)
 
 
 def trivial_batch_collator(batch: list[Any]) -> list[Any]:
@@ -365,7 +369,7 @@ def _test_loader_from_config(
 ) -> dict[str, Any]:
     names = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name)
     if mapper is None:
-        mapper = build_dataset_mapper(cfg, False)
+        mapper = build_dataset_mapper(cfg, False, names[0])
     return {
         "dataset": get_dataset_dicts(names),
         "mapper": mapper,
@@ -389,8 +393,8 @@ def build_test_loader(
     """Build the finite inference loader of this rank.
 
     Also callable as ``build_test_loader(cfg, dataset_name, mapper=None)`` (``dataset_name``
-    a name or a list of names; mapper from ``build_dataset_mapper(cfg, False)``; workers from
-    ``DATALOADER.NUM_WORKERS``).
+    a name or a list of names; mapper from ``build_dataset_mapper(cfg, False, name)`` of the
+    first name; workers from ``DATALOADER.NUM_WORKERS``).
 
     Args:
         dataset: Unmapped dataset dicts or a map-style dataset.

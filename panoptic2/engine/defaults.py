@@ -414,7 +414,9 @@ class DefaultTrainer(TrainerBase):
     def build_val_loss_loader(cls, cfg: CfgNode):
         """Loader of the first test set with the training mapper (losses need targets)."""
         return build_test_loader(
-            cfg, cfg.DATASETS.TEST[0], mapper=build_dataset_mapper(cfg, is_train=True)
+            cfg,
+            cfg.DATASETS.TEST[0],
+            mapper=build_dataset_mapper(cfg, is_train=True, dataset_name=cfg.DATASETS.TEST[0]),
         )
 
     @classmethod

@@ -17,7 +17,8 @@ on the union of the files and returns its numbers on the 0-100 scale:
 
 The scripts' options are set on a private copy of their module-level ``args`` object, so
 neither the ``CITYSCAPES_*`` environment variables nor an earlier evaluation leak in. Ground
-truth comes from the dataset metadata (``gt_dir``, ``panoptic_json``, ``panoptic_root``).
+truth is named by the constructor (``from_config`` reads the dataset metadata's ``gt_dir``,
+``panoptic_json`` and ``panoptic_root``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from PIL import Image
 from tabulate import tabulate
 
 from panoptic2.config import configurable
+from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
 from panoptic2.layers.argmax import argmax_over_classes
 from panoptic2.utils import comm
 from panoptic2.utils.file_io import atomic_write
@@ -135,36 +137,61 @@ class CityscapesEvaluator(DatasetEvaluator):
     """Shared plumbing: the prediction folder, per-rank writing and the final gather.
 
     Args:
-        dataset_name: a registered Cityscapes-layout dataset.
+        dataset_name: the evaluated dataset (named in messages and logs).
         output_dir: where the predictions go (``{output_dir}/{subdir}``), visible to every
             rank. None: a temporary directory, allowed in single-process runs only.
+        label_space: the dataset's label space; its class names must be Cityscapes label
+            names.
+        gt_dir: the ``gtFine/<split>`` folder of the ground truth PNGs.
+        panoptic_json: the ground truth panoptic JSON (panoptic evaluation).
+        panoptic_root: the folder of the ground truth panoptic PNGs (panoptic evaluation).
     """
 
     _SUBDIR = "cityscapes"
 
     @configurable
-    def __init__(self, dataset_name: str, output_dir: str | None = None):
-        from panoptic2.data import MetadataCatalog
-
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: str | None = None,
+        *,
+        label_space: LabelSpace,
+        gt_dir: str | None = None,
+        panoptic_json: str | None = None,
+        panoptic_root: str | None = None,
+    ):
         self._dataset_name = dataset_name
-        self._metadata = MetadataCatalog.get(dataset_name)
+        self.label_space = label_space
+        self._gt_dir = gt_dir
+        self._panoptic_json = panoptic_json
+        self._panoptic_root = panoptic_root
         self._output_dir = output_dir
         self._pred_dir = ""
         self._records: list[Any] = []
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
-        return {"dataset_name": dataset_name, "output_dir": output_dir}
+        from panoptic2.data import MetadataCatalog
+
+        meta = MetadataCatalog.get(dataset_name)
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "label_space": label_space_of_datasets([dataset_name]),
+            "gt_dir": meta.get("gt_dir"),
+            "panoptic_json": meta.get("panoptic_json"),
+            "panoptic_root": meta.get("panoptic_root"),
+        }
 
     def _class_label(self, contiguous_id: int) -> Any:
         """The ``cityscapesscripts`` label of a contiguous class, looked up by its name."""
         from cityscapesscripts.helpers.labels import name2label
 
-        classes = self._metadata.get("classes")
-        if classes is None or not 0 <= contiguous_id < len(classes):
+        classes = self.label_space.classes
+        if not 0 <= contiguous_id < len(classes):
             raise ValueError(
                 f"Dataset {self._dataset_name!r}: class {contiguous_id} is outside the "
-                f"metadata 'classes' ({0 if classes is None else len(classes)} classes)."
+                f"label space's {len(classes)} classes."
             )
         name = classes[contiguous_id]
         if name not in name2label:
@@ -191,13 +218,12 @@ class CityscapesEvaluator(DatasetEvaluator):
             os.makedirs(self._pred_dir, exist_ok=True)
         comm.synchronize()
 
-    def _gathered_records(self) -> list[Any] | None:
-        """Waits for every rank's files; returns all ranks' records on the main process."""
-        comm.synchronize()
-        parts = comm.gather(self._records)
-        if not comm.is_main_process():
-            return None
-        records = [r for part in parts for r in part]
+    def state(self) -> list[Any]:
+        return self._records
+
+    def _all_records(self, states: list[list[Any]]) -> list[Any]:
+        """Every rank's records (their files are written: ranks gathered after writing)."""
+        records = [r for part in states for r in part]
         if not records:
             logger.warning(
                 "%s of %r received no predictions.", type(self).__name__, self._dataset_name
@@ -223,7 +249,7 @@ class CityscapesEvaluator(DatasetEvaluator):
         return args
 
     def _gt_file(self, stem: str, suffix: str) -> str:
-        gt_dir = self._metadata.get("gt_dir")
+        gt_dir = self._gt_dir
         if not gt_dir:
             raise KeyError(
                 f"Dataset {self._dataset_name!r} has no 'gt_dir' metadata (gtFine/<split>); "
@@ -263,10 +289,8 @@ class CityscapesSemSegEvaluator(CityscapesEvaluator):
             _save_png(os.path.join(self._pred_dir, stem + "_pred.png"), label_ids)
             self._records.append(stem)
 
-    def evaluate(self) -> dict[str, Any]:
-        stems = self._gathered_records()
-        if stems is None:
-            return {}
+    def compute_metrics(self, states: list[list[Any]]) -> dict[str, Any]:
+        stems = self._all_records(states)
         import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cs_eval
 
         args = self._script_args(cs_eval)
@@ -309,9 +333,9 @@ def _instances_of(output: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np
     if "instances" in output:
         ins = output["instances"]
         return (
-            ins["pred_masks"].to(torch.bool).cpu().numpy(),
-            ins["pred_classes"].to(torch.int64).cpu().numpy(),
-            ins["scores"].to(torch.float64).cpu().numpy(),
+            ins.pred_masks.to(torch.bool).cpu().numpy(),
+            ins.pred_classes.to(torch.int64).cpu().numpy(),
+            ins.scores.to(torch.float64).cpu().numpy(),
         )
     if "panoptic_seg" not in output:
         raise KeyError(
@@ -333,8 +357,8 @@ def _instances_of(output: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np
 class CityscapesInstanceEvaluator(CityscapesEvaluator):
     """Instance-level semantic labeling: AP (IoU 0.5:0.95) and AP50, official script.
 
-    ``process`` reads ``output["instances"]`` (``pred_masks`` (N, H, W) bool,
-    ``pred_classes`` (N,) int64 contiguous, ``scores`` (N,) float) or, for box-free models
+    ``process`` reads ``output["instances"]`` (an ``Instances`` with ``pred_masks`` (N, H, W)
+    bool, ``pred_classes`` (N,) int64 contiguous, ``scores`` (N,) float) or, for box-free models
     without it, the thing segments of ``output["panoptic_seg"]``.
     """
 
@@ -355,10 +379,8 @@ class CityscapesInstanceEvaluator(CityscapesEvaluator):
             atomic_write(txt, lambda f, lines=lines: f.write("".join(lines).encode("utf-8")))
             self._records.append(stem)
 
-    def evaluate(self) -> dict[str, Any]:
-        stems = self._gathered_records()
-        if stems is None:
-            return {}
+    def compute_metrics(self, states: list[list[Any]]) -> dict[str, Any]:
+        stems = self._all_records(states)
         import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as cs_eval
         from cityscapesscripts.evaluation.instances2dict import instances2dict
 
@@ -432,7 +454,7 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
         self._category_ids: dict[int, int] | None = None
 
     def _gt_json(self) -> dict:
-        path = self._metadata.get("panoptic_json")
+        path = self._panoptic_json
         if not path or not os.path.isfile(path):
             raise FileNotFoundError(
                 f"Dataset {self._dataset_name!r}: panoptic ground truth JSON {path!r} "
@@ -445,7 +467,7 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
         """Contiguous class -> category id of the ground truth JSON (by class name)."""
         if self._category_ids is None:
             by_name = {c["name"]: int(c["id"]) for c in self._gt_json()["categories"]}
-            classes = self._metadata.get("classes") or []
+            classes = self.label_space.classes
             self._category_ids = {i: by_name[n] for i, n in enumerate(classes) if n in by_name}
         return self._category_ids
 
@@ -466,7 +488,7 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
                     raise ValueError(
                         f"Segment {seg['id']} of image '{inp['file_name']}' (dataset "
                         f"{self._dataset_name!r}) has class {cls}, which has no category in "
-                        f"the ground truth JSON {self._metadata.get('panoptic_json')!r}."
+                        f"the ground truth JSON {self._panoptic_json!r}."
                     )
                 infos.append({"id": k + 1, "category_id": category_map[cls]})
             rgb = np.stack([new_map % 256, new_map // 256 % 256, new_map // 65536], axis=-1)
@@ -475,10 +497,8 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
                 {"image_id": stem, "file_name": stem + ".png", "segments_info": infos}
             )
 
-    def evaluate(self) -> dict[str, Any]:
-        annotations = self._gathered_records()
-        if annotations is None:
-            return {}
+    def compute_metrics(self, states: list[list[Any]]) -> dict[str, Any]:
+        annotations = self._all_records(states)
         from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
 
         gt = self._gt_json()
@@ -487,7 +507,7 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
         if unknown:
             raise ValueError(
                 f"Dataset {self._dataset_name!r}: predicted images {sorted(unknown)[:5]} are "
-                f"not in the ground truth JSON {self._metadata.get('panoptic_json')!r}."
+                f"not in the ground truth JSON {self._panoptic_json!r}."
             )
         gt_subset = dict(
             gt, annotations=[a for a in gt["annotations"] if a["image_id"] in predicted]
@@ -499,7 +519,7 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
         with _official_script("panoptic evaluation", self._dataset_name):
             res = evaluatePanoptic(
                 gt_json,
-                os.path.abspath(self._metadata.get("panoptic_root")),
+                os.path.abspath(self._panoptic_root),
                 pred_json,
                 self._pred_dir,
                 os.path.join(self._pred_dir, "results.json"),

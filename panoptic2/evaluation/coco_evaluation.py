@@ -14,7 +14,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,8 @@ from pycocotools.cocoeval import COCOeval
 from tabulate import tabulate
 
 from panoptic2.config import configurable
-from panoptic2.utils import comm
+from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
+from panoptic2.structures import BoxMode, Instances
 from panoptic2.utils.file_io import atomic_write
 
 from .build import EVALUATOR_REGISTRY
@@ -40,13 +41,14 @@ _TASKS = ("bbox", "segm")
 
 
 def instances_to_coco_json(
-    instances: Mapping[str, torch.Tensor], image_id: Any, contiguous_to_dataset: Mapping[int, int]
+    instances: Instances, image_id: Any, contiguous_to_dataset: Mapping[int, int]
 ) -> list[dict]:
     """Converts one image's predicted instances to COCO result dicts.
 
     Args:
-        instances: ``pred_boxes`` (N, 4) float XYXY, ``scores`` (N,) float, ``pred_classes``
-            (N,) int64 contiguous and optionally ``pred_masks`` (N, H, W) bool.
+        instances: ``pred_boxes`` (:class:`Boxes`, XYXY), ``scores`` (N,) float,
+            ``pred_classes`` (N,) int64 contiguous and optionally ``pred_masks`` (N, H, W)
+            bool.
         image_id: the COCO image id.
         contiguous_to_dataset: contiguous class -> dataset category id.
 
@@ -57,12 +59,12 @@ def instances_to_coco_json(
     Raises:
         KeyError: a predicted class has no dataset category.
     """
-    boxes = instances["pred_boxes"].detach().to(torch.float64).cpu().numpy().reshape(-1, 4)
-    scores = instances["scores"].detach().to(torch.float64).cpu().numpy().tolist()
-    classes = instances["pred_classes"].detach().cpu().numpy().tolist()
+    boxes = instances.pred_boxes.tensor.detach().to(torch.float64).cpu().numpy().reshape(-1, 4)
+    scores = instances.scores.detach().to(torch.float64).cpu().numpy().tolist()
+    classes = instances.pred_classes.detach().cpu().numpy().tolist()
     rles = None
-    if "pred_masks" in instances:
-        masks = instances["pred_masks"].detach().to(torch.bool).cpu().numpy()
+    if instances.has("pred_masks"):
+        masks = instances.pred_masks.detach().to(torch.bool).cpu().numpy()
         # pycocotools encodes Fortran-ordered (H, W, N) uint8 arrays.
         rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
     results = []
@@ -89,15 +91,10 @@ def instances_to_coco_json(
 
 def _xywh(annotation: Mapping[str, Any]) -> list[float]:
     box = [float(v) for v in annotation["bbox"]]
-    mode = str(annotation.get("bbox_mode", "XYWH_ABS")).split(".")[-1]
-    if mode == "XYWH_ABS":
-        return box
-    if mode == "XYXY_ABS":
-        return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
-    raise ValueError(f"Unsupported bbox_mode {annotation.get('bbox_mode')!r}")
+    return BoxMode.convert(box, annotation.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYWH_ABS)
 
 
-def convert_to_coco_dict(dataset_name: str, dicts: Sequence[dict], metadata: Any) -> dict:
+def convert_to_coco_dict(dataset_name: str, dicts: Sequence[dict], label_space: LabelSpace) -> dict:
     """Converts standard dataset dicts with ``annotations`` to a COCO instances dict.
 
     Args:
@@ -105,18 +102,14 @@ def convert_to_coco_dict(dataset_name: str, dicts: Sequence[dict], metadata: Any
         dicts: dataset dicts (``image_id``, ``height``, ``width``, ``annotations`` with
             ``bbox``/``bbox_mode``, contiguous ``category_id``, ``segmentation``,
             ``iscrowd``, optional ``area``).
-        metadata: the dataset's metadata (``thing_dataset_id_to_contiguous_id``,
-            ``thing_classes``).
+        label_space: the dataset's label space (its things are the categories).
 
     Returns:
         ``{"images", "annotations", "categories"}`` with dataset category ids.
     """
-    to_dataset = {v: int(k) for k, v in metadata.thing_dataset_id_to_contiguous_id.items()}
-    names = list(metadata.get("thing_classes", []))
-    thing_ids = sorted(to_dataset)
+    to_dataset = {c: d for d, c in label_space.thing_dataset_id_to_contiguous_id.items()}
     categories = [
-        {"id": to_dataset[c], "name": names[i] if i < len(names) else str(c)}
-        for i, c in enumerate(thing_ids)
+        {"id": to_dataset[c], "name": label_space.classes[c]} for c in label_space.thing_ids
     ]
     images, annotations = [], []
     for d in dicts:
@@ -161,11 +154,16 @@ class COCOEvaluator(DatasetEvaluator):
     """Box and mask AP (AP, AP50, AP75, APs, APm, APl and per category) with ``COCOeval``.
 
     Args:
-        dataset_name: a registered dataset with things (``thing_dataset_id_to_contiguous_id``).
+        dataset_name: the evaluated dataset (named in messages and logs).
         output_dir: where ``coco_instances_results.json`` (and a converted ground truth
             JSON when the dataset has none) are written; None writes nothing.
         tasks: subset of ``("bbox", "segm")``; ``segm`` is skipped when no prediction has
             masks.
+        label_space: the dataset's label space (its things are the evaluated categories).
+        instances_json: the COCO instances JSON of the ground truth; None or a missing
+            file: the ground truth is converted from ``dataset_dicts``.
+        dataset_dicts: returns the dataset's standard dicts (with ``annotations``), for
+            the conversion.
     """
 
     @configurable
@@ -174,26 +172,36 @@ class COCOEvaluator(DatasetEvaluator):
         dataset_name: str,
         output_dir: str | None = None,
         tasks: Sequence[str] = _TASKS,
+        *,
+        label_space: LabelSpace,
+        instances_json: str | None = None,
+        dataset_dicts: Callable[[], list[dict]] | None = None,
     ):
-        from panoptic2.data import MetadataCatalog
-
         unknown = set(tasks) - set(_TASKS)
         if unknown:
             raise ValueError(f"COCOEvaluator: unknown tasks {sorted(unknown)}; known {_TASKS}")
         self._dataset_name = dataset_name
-        self._metadata = MetadataCatalog.get(dataset_name)
+        self.label_space = label_space
+        self._instances_json = instances_json
+        self._dataset_dicts = dataset_dicts
         self._output_dir = output_dir
         self._tasks = tuple(tasks)
-        self._to_dataset = {
-            int(v): int(k)
-            for k, v in self._metadata.get("thing_dataset_id_to_contiguous_id", {}).items()
-        }
+        self._to_dataset = {c: d for d, c in label_space.thing_dataset_id_to_contiguous_id.items()}
         self._predictions: list[dict] = []
         self._image_ids: list[Any] = []
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
-        return {"dataset_name": dataset_name, "output_dir": output_dir}
+        from panoptic2.data import DatasetCatalog, MetadataCatalog
+
+        meta = MetadataCatalog.get(dataset_name)
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "label_space": label_space_of_datasets([dataset_name]),
+            "instances_json": meta.get("instances_json") or meta.get("json_file"),
+            "dataset_dicts": lambda: DatasetCatalog.get(dataset_name),
+        }
 
     def reset(self) -> None:
         self._predictions = []
@@ -208,17 +216,20 @@ class COCOEvaluator(DatasetEvaluator):
                 )
 
     def _ground_truth(self) -> COCO:
-        path = self._metadata.get("instances_json") or self._metadata.get("json_file")
+        path = self._instances_json
         if not path or not os.path.isfile(path):
-            from panoptic2.data import DatasetCatalog
-
+            if self._dataset_dicts is None:
+                raise FileNotFoundError(
+                    f"COCOEvaluator of {self._dataset_name!r}: the instances JSON {path!r} does "
+                    "not exist and no dataset_dicts were given to convert the ground truth from"
+                )
             logger.info(
                 "Dataset %r has no COCO instances JSON (%r); converting its dicts.",
                 self._dataset_name,
                 path,
             )
             coco_dict = convert_to_coco_dict(
-                self._dataset_name, DatasetCatalog.get(self._dataset_name), self._metadata
+                self._dataset_name, self._dataset_dicts(), self.label_space
             )
             if self._output_dir:
                 os.makedirs(self._output_dir, exist_ok=True)
@@ -232,13 +243,12 @@ class COCOEvaluator(DatasetEvaluator):
         with contextlib.redirect_stdout(io.StringIO()):
             return COCO(path)
 
-    def evaluate(self) -> dict[str, Any]:
-        comm.synchronize()
-        parts = comm.gather((self._predictions, self._image_ids))
-        if not comm.is_main_process():
-            return {}
-        predictions = [p for preds, _ in parts for p in preds]
-        image_ids = sorted({i for _, ids in parts for i in ids}, key=str)
+    def state(self) -> tuple[list[dict], list[Any]]:
+        return self._predictions, self._image_ids
+
+    def compute_metrics(self, states: list[tuple[list[dict], list[Any]]]) -> dict[str, Any]:
+        predictions = [p for preds, _ in states for p in preds]
+        image_ids = sorted({i for _, ids in states for i in ids}, key=str)
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             path = os.path.join(self._output_dir, "coco_instances_results.json")

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from panoptic2.config import configurable
-from panoptic2.utils import comm
+from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
 from panoptic2.utils.file_io import atomic_write
 from panoptic2.utils.panoptic_png import read_panoptic_png
 from panoptic2.utils.segment_ids import SegmentLookup, unique_ids
@@ -82,8 +82,9 @@ class COCOPanopticEvaluator(DatasetEvaluator):
     contiguous ``category_id`` (or None: categories are then ``id // label_divisor``).
 
     Args:
-        dataset_name: the evaluated dataset (its metadata gives the categories).
+        dataset_name: the evaluated dataset (named in messages and logs).
         output_dir: where predictions are written (a folder all ranks can see).
+        label_space: the dataset's label space (categories, things, ``label_divisor``).
         write_predictions: also write the predictions in COCO panoptic format (PNGs in
             ``output_dir/panoptic_predictions/`` and ``panoptic_predictions.json``, with the
             dataset's original category ids), e.g. for the official evaluation server.
@@ -91,25 +92,25 @@ class COCOPanopticEvaluator(DatasetEvaluator):
 
     @configurable
     def __init__(
-        self, dataset_name: str, output_dir: str | None = None, *, write_predictions: bool = False
+        self,
+        dataset_name: str,
+        output_dir: str | None = None,
+        *,
+        label_space: LabelSpace,
+        write_predictions: bool = False,
     ) -> None:
-        from panoptic2.data import MetadataCatalog
-
         if write_predictions and not output_dir:
             raise ValueError("COCOPanopticEvaluator: write_predictions needs an output_dir")
-        meta = MetadataCatalog.get(dataset_name)
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._write_predictions = write_predictions
-        self._label_divisor = int(meta.label_divisor)
-        self._ignore_label = int(meta.ignore_label)
-        things = {int(k): int(v) for k, v in meta.thing_dataset_id_to_contiguous_id.items()}
-        stuff = {int(k): int(v) for k, v in meta.stuff_dataset_id_to_contiguous_id.items()}
-        self._thing_ids = set(things.values())
-        self._to_dataset_id = {v: k for k, v in {**things, **stuff}.items()}
-        classes = meta.get("classes", None)
+        self.label_space = label_space
+        self._label_divisor = label_space.label_divisor
+        self._ignore_label = label_space.ignore_label
+        self._thing_ids = set(label_space.thing_ids)
+        self._to_dataset_id = label_space.contiguous_id_to_dataset_id
         self._categories = {
-            c: {"isthing": int(c in self._thing_ids), "name": classes[c] if classes else str(c)}
+            c: {"isthing": int(c in self._thing_ids), "name": label_space.classes[c]}
             for c in sorted(self._to_dataset_id)
         }
         self._lookup = SegmentLookup()
@@ -120,6 +121,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         return {
             "dataset_name": dataset_name,
             "output_dir": output_dir,
+            "label_space": label_space_of_datasets([dataset_name]),
             "write_predictions": cfg.TEST.WRITE_PREDICTIONS,
         }
 
@@ -218,21 +220,19 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         ]
         return {"image_id": inp["image_id"], "file_name": file_name, "segments_info": segments_info}
 
-    def evaluate(self) -> dict[str, Any]:
-        """Sums the statistics of all ranks; returns ``{"panoptic_seg": {...}}`` x100 on
-        the main process and ``{}`` elsewhere."""
-        stats = comm.gather(self._stat, dst=0)
-        annotations = comm.gather(self._annotations, dst=0) if self._write_predictions else []
-        if not comm.is_main_process():
-            return {}
+    def state(self) -> tuple[PQStat, list[dict[str, Any]]]:
+        return self._stat, self._annotations
+
+    def compute_metrics(self, states: list[tuple[PQStat, list]]) -> dict[str, Any]:
+        """Sums the statistics of all ranks; returns ``{"panoptic_seg": {...}}`` x100."""
         total = PQStat()
-        for stat in stats:
+        for stat, _ in states:
             total += stat
         results = total.results(self._categories)
         names = {c: info["name"] for c, info in self._categories.items()}
         logger.info("Dataset %s:\n%s", self._dataset_name, format_pq_tables(results, names))
         if self._write_predictions:
-            self._write_json([a for part in annotations for a in part])
+            self._write_json([a for _, part in states for a in part])
         metrics = {}
         for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
             for key in ("pq", "sq", "rq"):

@@ -7,7 +7,7 @@ ground-truth pixels; ignored pixels are left out; everything is on the 0-100 sca
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,8 +15,8 @@ import torch
 from tabulate import tabulate
 
 from panoptic2.config import configurable
+from panoptic2.data.label_space import PANOPTIC_FPN_IGNORE, LabelSpace, label_space_of_datasets
 from panoptic2.layers.argmax import argmax_over_classes
-from panoptic2.utils import comm
 
 from .build import EVALUATOR_REGISTRY
 from .evaluator import DatasetEvaluator
@@ -67,12 +67,14 @@ class SemSegEvaluator(DatasetEvaluator):
     need ``sem_seg`` ``(C, H, W)`` scores at the original size.
 
     Args:
-        dataset_name: the evaluated dataset (metadata: ``num_classes``, ``ignore_label``,
-            ``classes``; for Panoptic FPN's separated form, whose inputs carry both files,
-            the stuff-only ``sem_seg_*`` fields).
+        dataset_name: the evaluated dataset (named in messages and logs).
         output_dir: unused (kept for the registry's call signature).
-        num_classes: overrides the metadata's number of classes.
-        ignore_label: overrides the metadata's ignore label.
+        label_space: the dataset's label space: the classes of its semantic and panoptic
+            ground truth.
+        stuff_map_classes: for Panoptic FPN's separated datasets, whose inputs carry both a
+            panoptic PNG and a stuff-only ``sem_seg_file_name``: the classes of the stuff
+            maps (``"things"``, then the stuff classes), which are evaluated instead.
+        stuff_map_ignore_label: the ignored label of those stuff maps.
     """
 
     @configurable
@@ -81,47 +83,42 @@ class SemSegEvaluator(DatasetEvaluator):
         dataset_name: str,
         output_dir: str | None = None,
         *,
-        num_classes: int | None = None,
-        ignore_label: int | None = None,
+        label_space: LabelSpace,
+        stuff_map_classes: Sequence[str] | None = None,
+        stuff_map_ignore_label: int = PANOPTIC_FPN_IGNORE,
     ) -> None:
-        from panoptic2.data import MetadataCatalog
-
         self._dataset_name = dataset_name
-        self._meta = MetadataCatalog.get(dataset_name)
-        self._num_classes_arg = num_classes
-        self._ignore_label_arg = ignore_label
+        self.label_space = label_space
+        self._stuff_map_classes = None if stuff_map_classes is None else list(stuff_map_classes)
+        self._stuff_map_ignore_label = int(stuff_map_ignore_label)
         self.reset()
 
     @classmethod
     def from_config(cls, cfg: Any, dataset_name: str, output_dir: str | None = None) -> dict:
-        return {"dataset_name": dataset_name, "output_dir": output_dir}
+        from panoptic2.data import MetadataCatalog
+
+        meta = MetadataCatalog.get(dataset_name)
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "label_space": label_space_of_datasets([dataset_name]),
+            "stuff_map_classes": meta.get("sem_seg_classes"),
+            "stuff_map_ignore_label": meta.get("sem_seg_ignore_label", PANOPTIC_FPN_IGNORE),
+        }
 
     def reset(self) -> None:
         self._confusion: np.ndarray | None = None
         self._space: tuple[str, int, int, list[str]] | None = None
 
-    def _label_space(self, inp: Mapping[str, Any]) -> tuple[str, int, int, list[str]]:
+    def _ground_truth_space(self, inp: Mapping[str, Any]) -> tuple[str, int, int, list[str]]:
         """``(source, num_classes, ignore_label, class names)`` for this input's ground truth."""
-        meta = self._meta
         separated = "sem_seg_file_name" in inp and "pan_seg_file_name" in inp
-        if separated and "sem_seg_num_classes" in meta:
-            source, n, ignore = "semantic", meta.sem_seg_num_classes, meta.sem_seg_ignore_label
-            names = meta.get("sem_seg_classes", None)
-        else:
-            source = (
-                "semantic" if "sem_seg_file_name" in inp or "record_file" in inp else "panoptic"
-            )
-            n, ignore = meta.get("num_classes", None), meta.get("ignore_label", 255)
-            names = meta.get("classes", None)
-        n = self._num_classes_arg if self._num_classes_arg is not None else n
-        ignore = self._ignore_label_arg if self._ignore_label_arg is not None else ignore
-        if n is None:
-            raise ValueError(
-                f"SemSegEvaluator: dataset {self._dataset_name!r} has no 'num_classes' in its "
-                "metadata; pass num_classes="
-            )
-        names = list(names) if names is not None and len(names) == n else [str(i) for i in range(n)]
-        return source, int(n), int(ignore), names
+        if separated and self._stuff_map_classes is not None:
+            names = self._stuff_map_classes
+            return "semantic", len(names), self._stuff_map_ignore_label, names
+        source = "semantic" if "sem_seg_file_name" in inp or "record_file" in inp else "panoptic"
+        space = self.label_space
+        return source, space.num_classes, space.ignore_label, list(space.classes)
 
     def _where(self, inp: Mapping[str, Any]) -> str:
         return (
@@ -138,22 +135,24 @@ class SemSegEvaluator(DatasetEvaluator):
         if source == "semantic":
             if d.get("sem_seg") is None and "sem_seg_file_name" not in d:
                 if d.get("panoptic_label") is not None:  # a panoptic record
-                    return np.asarray(d["panoptic_label"], np.int64) // self._meta.label_divisor
+                    divisor = self.label_space.label_divisor
+                    return np.asarray(d["panoptic_label"], np.int64) // divisor
                 raise KeyError(f"The input of {self._where(inp)} has no semantic ground truth")
             return read_sem_seg(d, hw)
+        space = self.label_space
         panoptic = read_panoptic_label(
             d,
             hw,
-            label_divisor=self._meta.label_divisor,
+            label_divisor=space.label_divisor,
             ignore_label=ignore,
-            thing_ids=self._meta.get("thing_ids", []),
+            thing_ids=space.thing_ids,
         )
-        return panoptic.astype(np.int64) // self._meta.label_divisor
+        return panoptic.astype(np.int64) // space.label_divisor
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         """Adds each image's pixels to the confusion matrix."""
         for inp, out in zip(inputs, outputs):
-            space = self._label_space(inp)
+            space = self._ground_truth_space(inp)
             if self._space is None:
                 self._space = space
                 self._confusion = np.zeros((space[1], space[1]), dtype=np.int64)
@@ -187,13 +186,12 @@ class SemSegEvaluator(DatasetEvaluator):
                 )
             self._confusion += np.bincount(gt * n + pred, minlength=n * n).reshape(n, n)
 
-    def evaluate(self) -> dict[str, Any]:
-        """Sums the confusion matrices of all ranks; returns ``{"sem_seg": {...}}`` x100 on
-        the main process and ``{}`` elsewhere."""
-        parts = comm.gather((self._space, self._confusion), dst=0)
-        if not comm.is_main_process():
-            return {}
-        parts = [p for p in parts if p[0] is not None]
+    def state(self) -> tuple[tuple | None, np.ndarray | None]:
+        return self._space, self._confusion
+
+    def compute_metrics(self, states: list[tuple]) -> dict[str, Any]:
+        """Sums the confusion matrices of all ranks; returns ``{"sem_seg": {...}}`` x100."""
+        parts = [p for p in states if p[0] is not None]
         if not parts:
             logger.warning("SemSegEvaluator on %s received no images", self._dataset_name)
             return {}

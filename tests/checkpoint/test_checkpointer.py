@@ -15,6 +15,8 @@ from fvcore.common.checkpoint import PeriodicCheckpointer as FvcorePeriodicCheck
 from torch import nn
 
 from panoptic2.checkpoint import Checkpointer, PeriodicCheckpointer
+from panoptic2.data.label_space import LabelSpace
+from panoptic2.modeling.meta_arch.base import LabelSpaceMixin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIG = 4_000_000  # elements of the buffer written slowly by the killed subprocess
@@ -323,3 +325,48 @@ def test_periodic_checkpointer_rejects_bad_arguments():
         PeriodicCheckpointer(ckpt, period=0)
     with pytest.raises(ValueError, match="max_to_keep"):
         PeriodicCheckpointer(ckpt, period=1, max_to_keep=0)
+
+
+class _Labelled(LabelSpaceMixin, nn.Module):
+    def __init__(self, label_space=None):
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        self.label_space = label_space
+
+
+def _space(names):
+    ids = range(len(names))
+    return LabelSpace(
+        classes=names,
+        colors=[(0, 0, 0)] * len(names),
+        thing_ids=[],
+        stuff_ids=ids,
+        thing_dataset_ids=[],
+        stuff_dataset_ids=ids,
+        label_divisor=1,
+        ignore_label=255,
+    )
+
+
+def test_label_space_round_trips_through_a_checkpoint(tmp_path, log):
+    trained = _Labelled(_space(["sky", "road"]))
+    Checkpointer(trained, str(tmp_path)).save("m")
+    assert "label_space" in torch.load(tmp_path / "m.pth", weights_only=True)
+
+    fresh = _Labelled()  # e.g. a predictor built with no dataset registered
+    Checkpointer(fresh).load(str(tmp_path / "m.pth"))
+    assert fresh.label_space == _space(["sky", "road"])
+    assert torch.equal(fresh.linear.weight, trained.linear.weight)
+
+    # A model built for another dataset keeps its own, with a warning naming both.
+    other = _Labelled(_space(["grass", "water"]))
+    Checkpointer(other).load(str(tmp_path / "m.pth"))
+    assert other.label_space == _space(["grass", "water"])
+    assert "differs from the one stored in" in log.text
+    assert "classes ('grass', 'water') vs ('sky', 'road')" in log.text
+
+    # A model without a label space attribute ignores the stored one.
+    plain = nn.Module()
+    plain.linear = nn.Linear(2, 2)
+    Checkpointer(plain).load(str(tmp_path / "m.pth"))
+    assert torch.equal(plain.linear.weight, trained.linear.weight)

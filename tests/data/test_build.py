@@ -100,12 +100,13 @@ def test_build_dataset_mapper_from_registry():
     assert build_dataset_mapper(cfg, True) is None
 
     @DATA_MAPPER_REGISTRY.register()
-    def _TestBuildMapper(cfg, is_train):
-        return ("mapper", cfg.INPUT.FORMAT, is_train)
+    def _TestBuildMapper(cfg, is_train, dataset_name):
+        return ("mapper", cfg.INPUT.FORMAT, is_train, dataset_name)
 
     try:
         cfg.INPUT.DATASET_MAPPER_NAME = "_TestBuildMapper"
-        assert build_dataset_mapper(cfg, False) == ("mapper", "RGB", False)
+        assert build_dataset_mapper(cfg, False) == ("mapper", "RGB", False, None)
+        assert build_dataset_mapper(cfg, False, "val") == ("mapper", "RGB", False, "val")
         cfg.INPUT.DATASET_MAPPER_NAME = "NoSuchMapper"
         with pytest.raises(KeyError, match="NoSuchMapper"):
             build_dataset_mapper(cfg, True)

@@ -15,6 +15,7 @@ import torch
 from cityscapesscripts.helpers.labels import id2label, trainId2label
 from PIL import Image
 
+from panoptic2.config import get_cfg
 from panoptic2.data import MetadataCatalog
 from panoptic2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 from panoptic2.data.datasets.cityscapes_panoptic import load_cityscapes_panoptic
@@ -28,6 +29,7 @@ from panoptic2.evaluation.cityscapes_evaluation import (
     CityscapesSemSegEvaluator,
     cityscapes_numpy_compat,
 )
+from panoptic2.structures import Instances
 
 NUM_CLASSES = 19
 
@@ -97,7 +99,7 @@ def test_registered():
 
 def test_sem_seg_ground_truth_is_perfect(shapes_cs, tmp_path):
     root, name = shapes_cs
-    res = _run(CityscapesSemSegEvaluator(name, str(tmp_path)), _sem_pairs(root, False))
+    res = _run(CityscapesSemSegEvaluator(get_cfg(), name, str(tmp_path)), _sem_pairs(root, False))
     assert res["sem_seg"] == pytest.approx(
         {"IoU": 100.0, "iIoU": 100.0, "IoU_sup": 100.0, "iIoU_sup": 100.0}
     )
@@ -115,7 +117,7 @@ def test_sem_seg_perturbed_matches_official_script(shapes_cs, tmp_path):
 
     root, name = shapes_cs
     pairs = _sem_pairs(root, True)
-    res = _run(CityscapesSemSegEvaluator(name, str(tmp_path / "ours")), pairs)["sem_seg"]
+    res = _run(CityscapesSemSegEvaluator(get_cfg(), name, str(tmp_path / "ours")), pairs)["sem_seg"]
 
     # Reference: the test writes its own label-id PNGs and calls the official entry point.
     ref_dir = tmp_path / "ref"
@@ -163,20 +165,23 @@ def _instance_pairs(root: str, perturb: bool) -> list[tuple[dict, dict]]:
             classes += [classes[0], 13]
             scores += [0.5, 0.95]
         h, w = d["height"], d["width"]
-        instances = {
-            "pred_masks": torch.from_numpy(np.stack(masks))
+        instances = Instances(
+            (h, w),
+            pred_masks=torch.from_numpy(np.stack(masks))
             if masks
             else torch.zeros(0, h, w, dtype=torch.bool),
-            "pred_classes": torch.tensor(classes, dtype=torch.int64),
-            "scores": torch.tensor(scores, dtype=torch.float32),
-        }
+            pred_classes=torch.tensor(classes, dtype=torch.int64),
+            scores=torch.tensor(scores, dtype=torch.float32),
+        )
         pairs.append(({"file_name": d["file_name"]}, {"instances": instances}))
     return pairs
 
 
 def test_instance_ground_truth_is_perfect(shapes_cs, tmp_path):
     root, name = shapes_cs
-    res = _run(CityscapesInstanceEvaluator(name, str(tmp_path)), _instance_pairs(root, False))
+    res = _run(
+        CityscapesInstanceEvaluator(get_cfg(), name, str(tmp_path)), _instance_pairs(root, False)
+    )
     assert res["segm"] == pytest.approx({"AP": 100.0, "AP50": 100.0})
 
 
@@ -185,7 +190,9 @@ def test_instance_perturbed_matches_official_script(shapes_cs, tmp_path, monkeyp
 
     root, name = shapes_cs
     out_dir = tmp_path / "out"
-    res = _run(CityscapesInstanceEvaluator(name, str(out_dir)), _instance_pairs(root, True))
+    res = _run(
+        CityscapesInstanceEvaluator(get_cfg(), name, str(out_dir)), _instance_pairs(root, True)
+    )
     pred_dir = str(out_dir / "cityscapes_instance")
     stems = sorted(f[: -len("_pred.txt")] for f in os.listdir(pred_dir) if f.endswith(".txt"))
     assert len(stems) == 3
@@ -246,7 +253,9 @@ def _pq_metrics(res: dict) -> dict:
 
 def test_panoptic_ground_truth_is_perfect(shapes_cs, tmp_path):
     root, name = shapes_cs
-    res = _run(CityscapesPanopticEvaluator(name, str(tmp_path)), _panoptic_pairs(root, False))
+    res = _run(
+        CityscapesPanopticEvaluator(get_cfg(), name, str(tmp_path)), _panoptic_pairs(root, False)
+    )
     keys = [m + s for s in ("", "_th", "_st") for m in ("PQ", "SQ", "RQ")]
     assert res["panoptic_seg"] == pytest.approx(dict.fromkeys(keys, 100.0))
 
@@ -255,7 +264,9 @@ def test_panoptic_perturbed_matches_official_script(shapes_cs, tmp_path):
     from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
 
     root, name = shapes_cs
-    res = _run(CityscapesPanopticEvaluator(name, str(tmp_path)), _panoptic_pairs(root, True))
+    res = _run(
+        CityscapesPanopticEvaluator(get_cfg(), name, str(tmp_path)), _panoptic_pairs(root, True)
+    )
     pred_dir = tmp_path / "cityscapes_panoptic"
     with open(pred_dir / "pred_panoptic.json") as f:
         assert len(json.load(f)["annotations"]) == 3
@@ -277,7 +288,7 @@ def _gloo_worker(root: str, name: str, out_dir: str, result_file: str) -> None:
     _register_as(root, name)  # registrations are per process: redo them in the worker
     pairs = _sem_pairs(root, True)
     mine = pairs[comm.get_rank() :: comm.get_world_size()]
-    res = _run(CityscapesSemSegEvaluator(name, out_dir), mine, batch=1)
+    res = _run(CityscapesSemSegEvaluator(get_cfg(), name, out_dir), mine, batch=1)
     if comm.is_main_process():
         with open(result_file, "w") as f:
             json.dump(res, f)
@@ -287,7 +298,9 @@ def _gloo_worker(root: str, name: str, out_dir: str, result_file: str) -> None:
 
 def test_two_gloo_processes_give_the_same_numbers(shapes_cs, tmp_path):
     root, name = shapes_cs
-    single = _run(CityscapesSemSegEvaluator(name, str(tmp_path / "one")), _sem_pairs(root, True))
+    single = _run(
+        CityscapesSemSegEvaluator(get_cfg(), name, str(tmp_path / "one")), _sem_pairs(root, True)
+    )
     result_file = str(tmp_path / "two.json")
     launch(_gloo_worker, 2, dist_url="auto", args=(root, name, str(tmp_path / "two"), result_file))
     with open(result_file) as f:

@@ -12,10 +12,12 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from panoptic2.config import get_cfg
 from panoptic2.data import DatasetCatalog, MetadataCatalog
 from panoptic2.data.datasets.shapes import generate_shapes, shapes_metadata
 from panoptic2.evaluation import EVALUATOR_REGISTRY
 from panoptic2.evaluation.coco_evaluation import COCOEvaluator
+from panoptic2.structures import Boxes, Instances
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +49,15 @@ def _pairs(coco: COCO, drop_every: int = 0) -> list[tuple[dict, dict]]:
             boxes.append([x, y, x + w, y + h])
             classes.append(to_contiguous[ann["category_id"]])
         n = len(masks)
-        instances = {
-            "pred_masks": torch.from_numpy(np.stack(masks))
+        instances = Instances(
+            (img["height"], img["width"]),
+            pred_masks=torch.from_numpy(np.stack(masks))
             if n
             else torch.zeros(0, img["height"], img["width"], dtype=torch.bool),
-            "pred_boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "pred_classes": torch.tensor(classes, dtype=torch.int64),
-            "scores": torch.linspace(1.0, 0.5, n) if n else torch.zeros(0),
-        }
+            pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)),
+            pred_classes=torch.tensor(classes, dtype=torch.int64),
+            scores=torch.linspace(1.0, 0.5, n) if n else torch.zeros(0),
+        )
         pairs.append(({"image_id": image_id}, {"instances": instances}))
     return pairs
 
@@ -73,7 +76,7 @@ def test_registered():
 
 def test_ground_truth_gives_ap_100(shapes_coco, tmp_path):
     name, coco = shapes_coco
-    res = _run(COCOEvaluator(name, str(tmp_path)), _pairs(coco))
+    res = _run(COCOEvaluator(get_cfg(), name, str(tmp_path)), _pairs(coco))
     for task in ("bbox", "segm"):
         for metric in ("AP", "AP50", "AP75"):
             assert res[task][metric] == pytest.approx(100.0), (task, metric)
@@ -84,7 +87,9 @@ def test_ground_truth_gives_ap_100(shapes_coco, tmp_path):
 
 def test_partial_predictions_match_direct_cocoeval(shapes_coco, tmp_path):
     name, coco = shapes_coco
-    res = _run(COCOEvaluator(name, str(tmp_path), tasks=("segm",)), _pairs(coco, drop_every=3))
+    res = _run(
+        COCOEvaluator(get_cfg(), name, str(tmp_path), tasks=("segm",)), _pairs(coco, drop_every=3)
+    )
     assert set(res) == {"segm"}
     with open(tmp_path / "coco_instances_results.json") as f:
         dets = json.load(f)
@@ -130,14 +135,15 @@ def test_dataset_without_json_is_converted(tmp_path):
     )
     mask = torch.from_numpy(mask_util.decode(rle).astype(bool))[None]
     outputs = {
-        "instances": {
-            "pred_masks": mask,
-            "pred_boxes": torch.tensor([[10.0, 10.0, 40.0, 30.0]]),
-            "pred_classes": torch.tensor([2]),
-            "scores": torch.tensor([0.9]),
-        }
+        "instances": Instances(
+            tuple(mask.shape[1:]),
+            pred_masks=mask,
+            pred_boxes=Boxes(torch.tensor([[10.0, 10.0, 40.0, 30.0]])),
+            pred_classes=torch.tensor([2]),
+            scores=torch.tensor([0.9]),
+        )
     }
-    ev = COCOEvaluator(name, str(tmp_path))
+    ev = COCOEvaluator(get_cfg(), name, str(tmp_path))
     ev.reset()
     ev.process([{"image_id": "a"}], [outputs])
     res = ev.evaluate()

@@ -119,7 +119,7 @@ def test_ground_truth_as_prediction_is_perfect(dataset):
 
 def test_perturbed_prediction_matches_reference(dataset, tmp_path, caplog):
     name, dicts = dataset
-    evaluator = COCOPanopticEvaluator(name, str(tmp_path), write_predictions=True)
+    evaluator = COCOPanopticEvaluator(get_cfg(), name, str(tmp_path), write_predictions=True)
     with caplog.at_level("INFO"):
         res = run(evaluator, dicts, perturb=True)["panoptic_seg"]
     expected = reference(dicts, perturb=True)
@@ -151,7 +151,7 @@ def test_perturbed_prediction_matches_reference(dataset, tmp_path, caplog):
 
 def test_clear_errors_name_the_image_and_dataset(dataset):
     name, dicts = dataset
-    evaluator = COCOPanopticEvaluator(name)
+    evaluator = COCOPanopticEvaluator(get_cfg(), name)
     with pytest.raises(KeyError, match="has no 'panoptic_seg'"):
         evaluator.process([dicts[0]], [{"sem_seg": None}])
     small = {"panoptic_seg": (torch.full((3, 3), -1, dtype=torch.int64), [])}
@@ -160,13 +160,13 @@ def test_clear_errors_name_the_image_and_dataset(dataset):
     with pytest.raises(KeyError, match="no panoptic ground truth"):
         evaluator.process([{"image_id": 5, "file_name": "x.jpg"}], [small])
     with pytest.raises(ValueError, match="output_dir"):
-        COCOPanopticEvaluator(name, write_predictions=True)
+        COCOPanopticEvaluator(get_cfg(), name, write_predictions=True)
 
 
 def _distributed_worker(root: str, name: str, out_file: str) -> None:
     register(root, name)
     dicts = DatasetCatalog.get(name)
-    evaluator = COCOPanopticEvaluator(name)
+    evaluator = COCOPanopticEvaluator(get_cfg(), name)
     rank, world = comm.get_rank(), comm.get_world_size()
     res = run(evaluator, dicts, True, indices=range(rank, len(dicts), world))
     if comm.is_main_process():
@@ -178,7 +178,7 @@ def _distributed_worker(root: str, name: str, out_file: str) -> None:
 
 def test_two_gloo_processes_give_the_same_numbers(dataset, shapes_root, tmp_path):
     name, dicts = dataset
-    single = run(COCOPanopticEvaluator(name), dicts, perturb=True)
+    single = run(COCOPanopticEvaluator(get_cfg(), name), dicts, perturb=True)
     out_file = str(tmp_path / "dist.json")
     launch(_distributed_worker, 2, dist_url="auto", args=(shapes_root, name, out_file))
     with open(out_file) as f:

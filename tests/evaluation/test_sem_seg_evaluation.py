@@ -80,7 +80,7 @@ def test_errors_name_the_image(tmp_path, metadata_only):
         "width": 2,
         "sem_seg_file_name": str(tmp_path / "gt.png"),
     }
-    evaluator = SemSegEvaluator(name)
+    evaluator = SemSegEvaluator(get_cfg(), name)
     with pytest.raises(ValueError, match=r"'im9'.*labels \[7\] are outside"):
         evaluator.process([inp], [{"sem_seg": one_hot(np.array([[0, 1]]), 3)}])
     with pytest.raises(ValueError, match=r"'im9'.*\(C=3, H, W\)"):
@@ -109,7 +109,7 @@ def shapes_panoptic(tmp_path_factory):
 
 def test_panoptic_ground_truth(shapes_panoptic):
     name, dicts = shapes_panoptic
-    evaluator = SemSegEvaluator(name)
+    evaluator = SemSegEvaluator(get_cfg(), name)
     gts, preds = [], []
     for i, d in enumerate(dicts):
         sem = (
@@ -146,7 +146,7 @@ def test_voc_ground_truth_as_prediction(tmp_path):
     MetadataCatalog.get(name).set(**get_voc_metadata())
     try:
         dicts = load_voc_sem_seg(str(tmp_path / "VOCdevkit" / "VOC2012"), "val", dataset_name=name)
-        evaluator = SemSegEvaluator(name)
+        evaluator = SemSegEvaluator(get_cfg(), name)
         for d in dicts:
             gt = np.asarray(Image.open(d["sem_seg_file_name"])).astype(np.int64)
             evaluator.process([d], [{"sem_seg": one_hot(np.where(gt == 255, 0, gt), 21)}])

@@ -23,12 +23,12 @@ from PIL import Image
 from panoptic2.utils.file_io import atomic_write
 
 from ..catalog import DatasetCatalog, MetadataCatalog
+from ..label_space import PANOPTIC_FPN_IGNORE, LabelSpace
 from .coco import load_coco_json
 from .file_checks import dataset_label, read_json, require_dir, require_file, rgb2id
 from .validation import validate_dicts
 
 __all__ = [
-    "PANOPTIC_FPN_THINGS_LABEL",
     "get_panoptic_fpn_stuff_metadata",
     "load_coco_panoptic_json",
     "register_coco_panoptic",
@@ -37,11 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# In the stuff-only PNGs of the separated form every thing pixel has this label (one
-# "things" class, as in Detectron2's prepare_panoptic_fpn.py), stuff gets 1..S, void 255.
-PANOPTIC_FPN_THINGS_LABEL = 0
-_PANOPTIC_FPN_IGNORE = 255
 
 
 def panoptic_segment(seg: Mapping[str, Any], category_id: int, isthing: bool) -> dict[str, Any]:
@@ -203,8 +198,10 @@ def register_coco_panoptic(
 def get_panoptic_fpn_stuff_metadata(categories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Label space of the stuff-only PNGs of the separated form.
 
-    Label 0 is the merged "things" class, stuff categories sorted by original id get
-    ``1..S`` and void is 255 (Detectron2's choice, so its Panoptic FPN recipes carry over).
+    Label 0 is the merged "things" class, stuff categories get ``1..S`` in contiguous-id
+    order and void is 255 (Detectron2's choice, so its Panoptic FPN recipes carry over):
+    :meth:`~panoptic2.data.label_space.LabelSpace.panoptic_fpn_lut` of the categories'
+    label space, which the mapper and the model use too.
 
     Args:
         categories: COCO panoptic categories (``id``, ``name``, ``isthing``).
@@ -213,16 +210,15 @@ def get_panoptic_fpn_stuff_metadata(categories: Sequence[Mapping[str, Any]]) -> 
         ``sem_seg_classes``, ``sem_seg_dataset_id_to_contiguous_id`` (things map to 0),
         ``sem_seg_num_classes`` (S + 1) and ``sem_seg_ignore_label`` (255).
     """
-    stuff = sorted((c for c in categories if not c["isthing"]), key=lambda c: int(c["id"]))
-    if len(stuff) >= _PANOPTIC_FPN_IGNORE:
-        raise ValueError(f"{len(stuff)} stuff classes do not fit in an 8-bit PNG with void 255.")
-    id_map = {int(c["id"]): PANOPTIC_FPN_THINGS_LABEL for c in categories if c["isthing"]}
-    id_map.update({int(c["id"]): i + 1 for i, c in enumerate(stuff)})
+    space = LabelSpace.from_categories(categories)
+    lut = space.panoptic_fpn_lut()
     return {
-        "sem_seg_classes": ["things"] + [c["name"] for c in stuff],
-        "sem_seg_dataset_id_to_contiguous_id": id_map,
-        "sem_seg_num_classes": len(stuff) + 1,
-        "sem_seg_ignore_label": _PANOPTIC_FPN_IGNORE,
+        "sem_seg_classes": list(space.panoptic_fpn_classes),
+        "sem_seg_dataset_id_to_contiguous_id": {
+            d: int(lut[c]) for d, c in space.dataset_id_to_contiguous_id.items()
+        },
+        "sem_seg_num_classes": len(space.stuff_ids) + 1,
+        "sem_seg_ignore_label": PANOPTIC_FPN_IGNORE,
     }
 
 
@@ -261,7 +257,7 @@ def separate_coco_semantic_from_panoptic(
         require_file(pan_file, "panoptic PNG", where)
         with Image.open(pan_file) as img:
             ids = rgb2id(np.asarray(img.convert("RGB")))
-        sem = np.full(ids.shape, _PANOPTIC_FPN_IGNORE, dtype=np.uint8)
+        sem = np.full(ids.shape, PANOPTIC_FPN_IGNORE, dtype=np.uint8)
         for seg in ann["segments_info"]:
             if int(seg["category_id"]) not in id_map:
                 raise ValueError(

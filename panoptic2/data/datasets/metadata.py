@@ -19,6 +19,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ..label_space import LabelSpace
+
 __all__ = [
     "PANOPTIC_EVALUATORS",
     "SEM_SEG_EVALUATORS",
@@ -72,42 +74,10 @@ def get_coco_panoptic_metadata(categories: Sequence[dict]) -> dict[str, Any]:
     Raises:
         ValueError: a category lacks a field, uses id 0, or an id appears twice.
     """
-    seen: set[int] = set()
-    for cat in categories:
-        missing = [k for k in ("id", "name", "isthing") if k not in cat]
-        if missing:
-            raise ValueError(f"Category {cat!r} lacks the field(s) {missing}.")
-        if int(cat["id"]) == 0:
-            raise ValueError(f"Category {cat!r}: id 0 is reserved for void.")
-        if int(cat["id"]) in seen:
-            raise ValueError(f"Category id {cat['id']} appears twice in the category list.")
-        seen.add(int(cat["id"]))
-    things = sorted((c for c in categories if c["isthing"]), key=lambda c: int(c["id"]))
-    stuff = sorted((c for c in categories if not c["isthing"]), key=lambda c: int(c["id"]))
-    ordered = things + stuff
-    colors = [list(c.get("color", _fallback_color(i + 1))) for i, c in enumerate(ordered)]
     return {
-        "classes": ["void"] + [c["name"] for c in ordered],
-        "colors": [[0, 0, 0]] + colors,
-        "thing_classes": [c["name"] for c in things],
-        "thing_colors": colors[: len(things)],
-        "stuff_classes": [c["name"] for c in stuff],
-        "stuff_colors": colors[len(things) :],
-        "thing_dataset_id_to_contiguous_id": {int(c["id"]): i + 1 for i, c in enumerate(things)},
-        "stuff_dataset_id_to_contiguous_id": {
-            int(c["id"]): len(things) + i + 1 for i, c in enumerate(stuff)
-        },
-        "thing_ids": list(range(1, len(things) + 1)),
-        "label_divisor": 256,
-        "ignore_label": 0,
-        "num_classes": len(ordered) + 1,
+        **LabelSpace.from_categories(categories).as_metadata(),
         "evaluators": list(PANOPTIC_EVALUATORS),
     }
-
-
-def _fallback_color(index: int) -> list[int]:
-    """A deterministic distinct-ish colour for categories without one."""
-    return [(index * 67) % 256, (index * 151) % 256, (index * 29 + 80) % 256]
 
 
 def get_cityscapes_metadata() -> dict[str, Any]:
@@ -127,24 +97,20 @@ def get_cityscapes_metadata() -> dict[str, Any]:
 
     train_labels = [trainId2label[t] for t in sorted(trainId2label) if 0 <= t < 255]
     thing_ids = [lb.trainId for lb in train_labels if lb.hasInstances and not lb.ignoreInEval]
-    classes = [lb.name for lb in train_labels]
-    colors = [list(lb.color) for lb in train_labels]
+    stuff_ids = [lb.trainId for lb in train_labels if lb.trainId not in thing_ids]
+    space = LabelSpace(
+        classes=[lb.name for lb in train_labels],
+        colors=[lb.color for lb in train_labels],
+        thing_ids=thing_ids,
+        stuff_ids=stuff_ids,
+        thing_dataset_ids=thing_ids,
+        stuff_dataset_ids=stuff_ids,
+        label_divisor=1000,
+        ignore_label=255,
+    )
     return {
-        "classes": classes,
-        "colors": colors,
-        "thing_classes": [classes[i] for i in thing_ids],
-        "thing_colors": [colors[i] for i in thing_ids],
-        "stuff_classes": [c for i, c in enumerate(classes) if i not in thing_ids],
-        "stuff_colors": [c for i, c in enumerate(colors) if i not in thing_ids],
-        "thing_dataset_id_to_contiguous_id": {i: i for i in thing_ids},
-        "stuff_dataset_id_to_contiguous_id": {
-            i: i for i in range(len(classes)) if i not in thing_ids
-        },
-        "thing_ids": thing_ids,
+        **space.as_metadata(),
         "label_id_to_train_id": {lb.id: lb.trainId for lb in labels if lb.id >= 0},
-        "label_divisor": 1000,
-        "ignore_label": 255,
-        "num_classes": len(classes),
         "evaluators": list(PANOPTIC_EVALUATORS),
     }
 
@@ -192,21 +158,18 @@ def get_sem_seg_metadata(
     colors = [list(c) for c in (colors or voc_colormap(len(classes)))]
     if len(colors) != len(classes):
         raise ValueError(f"Got {len(classes)} classes but {len(colors)} colours.")
-    return {
-        "classes": list(classes),
-        "colors": colors,
-        "thing_classes": [],
-        "thing_colors": [],
-        "stuff_classes": list(classes),
-        "stuff_colors": colors,
-        "thing_dataset_id_to_contiguous_id": {},
-        "stuff_dataset_id_to_contiguous_id": {i: i for i in range(len(classes))},
-        "thing_ids": [],
-        "label_divisor": 1,
-        "ignore_label": ignore_label,
-        "num_classes": len(classes),
-        "evaluators": list(SEM_SEG_EVALUATORS),
-    }
+    ids = range(len(classes))
+    space = LabelSpace(
+        classes=classes,
+        colors=colors,
+        thing_ids=(),
+        stuff_ids=ids,
+        thing_dataset_ids=(),
+        stuff_dataset_ids=ids,
+        label_divisor=1,
+        ignore_label=ignore_label,
+    )
+    return {**space.as_metadata(), "evaluators": list(SEM_SEG_EVALUATORS)}
 
 
 def get_voc_metadata() -> dict[str, Any]:

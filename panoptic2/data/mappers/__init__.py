@@ -1,12 +1,12 @@
 """Dataset mappers (registered in ``DATA_MAPPER_REGISTRY``) and target generators."""
 
-from .base import SegmentationMapperBase, train_metadata
+from .base import SegmentationMapperBase, mapper_label_space
 from .panoptic_deeplab import PanopticDeepLabMapper
 from .panoptic_deeplab_targets import (
     PanopticDeepLabTargetGenerator,
     panoptic_deeplab_targets_reference,
 )
-from .panoptic_fpn import PanopticFPNMapper, annotation_to_mask, masks_to_boxes
+from .panoptic_fpn import PanopticFPNMapper, annotation_to_mask
 from .reading import (
     check_label_size,
     panoptic_from_segments,
@@ -25,12 +25,11 @@ __all__ = [
     "SemanticSegmentationMapper",
     "annotation_to_mask",
     "check_label_size",
-    "masks_to_boxes",
     "panoptic_from_segments",
     "panoptic_deeplab_targets_reference",
     "read_image",
     "read_panoptic_label",
     "read_sem_seg",
     "rgb2id",
-    "train_metadata",
+    "mapper_label_space",
 ]

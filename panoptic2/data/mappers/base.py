@@ -9,37 +9,43 @@ from typing import Any
 import numpy as np
 import torch
 
-from panoptic2.data.catalog import MetadataCatalog
+from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
 from panoptic2.data.records import load_record_dict
 from panoptic2.data.transforms import Augmentation, build_augmentation
 
-__all__ = ["SegmentationMapperBase", "train_metadata"]
+__all__ = ["SegmentationMapperBase", "mapper_label_space"]
 
 # Keys holding decoded pixel arrays (from the record reader); replaced by the mapper.
 DECODED_KEYS = ("image", "sem_seg", "panoptic_label")
 
 
-def train_metadata(cfg: Any, required: Sequence[str] = ()) -> Any:
-    """Metadata of ``cfg.DATASETS.TRAIN[0]`` (the label space of the model).
+def mapper_label_space(cfg: Any, is_train: bool, dataset_name: str | None = None) -> LabelSpace:
+    """The label space a mapper built from ``cfg`` works in.
 
     Args:
         cfg: The config.
-        required: Metadata fields the caller needs.
+        is_train: Whether the mapper is a training one.
+        dataset_name: The dataset the mapper will map; None: every dataset of
+            ``DATASETS.TRAIN`` for a training mapper, ``DATASETS.TEST[0]`` otherwise.
 
     Returns:
-        The :class:`~panoptic2.data.Metadata`.
+        The datasets' label space.
 
     Raises:
-        ValueError: ``DATASETS.TRAIN`` is empty, or a required field is missing.
+        ValueError: no dataset is named, or the datasets' label spaces differ or are
+            incomplete (the message names the dataset).
     """
-    if not cfg.DATASETS.TRAIN:
-        raise ValueError("The mapper reads its label space from DATASETS.TRAIN[0], which is empty")
-    name = cfg.DATASETS.TRAIN[0]
-    meta = MetadataCatalog.get(name)
-    missing = [k for k in required if k not in meta]
-    if missing:
-        raise ValueError(f"Metadata of dataset '{name}' lacks {missing}, needed by the mapper")
-    return meta
+    if dataset_name:
+        names = [dataset_name]
+    else:
+        names = list(cfg.DATASETS.TRAIN) if is_train else list(cfg.DATASETS.TEST[:1])
+    if not names:
+        which = "DATASETS.TRAIN" if is_train else "DATASETS.TEST"
+        raise ValueError(
+            f"The mapper takes its label space from the dataset it maps, but none was given "
+            f"and {which} is empty"
+        )
+    return label_space_of_datasets(names)
 
 
 class SegmentationMapperBase:

@@ -11,7 +11,7 @@ from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
 from panoptic2.data.transforms import AugInput, Augmentation
 
-from .base import SegmentationMapperBase, train_metadata
+from .base import SegmentationMapperBase, mapper_label_space
 from .panoptic_deeplab_targets import PanopticDeepLabTargetGenerator
 from .reading import read_image, read_panoptic_label
 
@@ -49,13 +49,15 @@ class PanopticDeepLabMapper(SegmentationMapperBase):
         self.target_generator = target_generator
 
     @classmethod
-    def from_config(cls, cfg: Any, is_train: bool = True) -> dict[str, Any]:
-        meta = train_metadata(cfg, ("ignore_label", "label_divisor", "thing_ids"))
+    def from_config(
+        cls, cfg: Any, is_train: bool = True, dataset_name: str | None = None
+    ) -> dict[str, Any]:
+        space = mapper_label_space(cfg, is_train, dataset_name)
         inp = cfg.INPUT
         generator = PanopticDeepLabTargetGenerator(
-            ignore_label=meta.ignore_label,
-            thing_ids=meta.thing_ids,
-            label_divisor=meta.label_divisor,
+            ignore_label=space.ignore_label,
+            thing_ids=space.thing_ids,
+            label_divisor=space.label_divisor,
             sigma=inp.GAUSSIAN_SIGMA,
             ignore_stuff_in_offset=inp.IGNORE_STUFF_IN_OFFSET,
             small_instance_area=inp.SMALL_INSTANCE_AREA,
@@ -63,7 +65,7 @@ class PanopticDeepLabMapper(SegmentationMapperBase):
             ignore_crowd_in_semantic=inp.IGNORE_CROWD_IN_SEMANTIC,
         )
         return {
-            **cls._base_from_config(cfg, is_train, meta.ignore_label),
+            **cls._base_from_config(cfg, is_train, space.ignore_label),
             "target_generator": generator,
         }
 

@@ -5,18 +5,17 @@ pycocotools; crowd annotations dropped, as Detectron2 does) or, when it has none
 panoptic map (non-crowd thing segments). The stuff map follows Detectron2's "separated"
 convention: 0 = any thing, ``1..S`` = the stuff classes in contiguous-id order, 255 = ignore;
 it is read from ``sem_seg_file_name`` (the stuff-only PNG of the separated datasets) or
-derived from the panoptic map.
+derived from the panoptic map with :meth:`LabelSpace.panoptic_fpn_lut`.
 
-Until an ``Instances`` structure exists, ``instances`` is a plain dict::
-
-    {"gt_boxes": (N, 4) float32 XYXY tensor (tight boxes of the augmented masks),
-     "gt_classes": (N,) int64 tensor of contiguous thing ids,
-     "gt_masks": (N, H, W) bool tensor}
+``instances`` is an :class:`~panoptic2.structures.Instances` with ``gt_boxes``
+(:class:`~panoptic2.structures.Boxes`, tight XYXY boxes of the augmented masks),
+``gt_classes`` ((N,) int64 contiguous thing ids) and ``gt_masks``
+(:class:`~panoptic2.structures.BitMasks`, (N, H, W)).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,15 +24,14 @@ from pycocotools import mask as mask_util
 
 from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
+from panoptic2.data.label_space import PANOPTIC_FPN_IGNORE, LabelSpace
 from panoptic2.data.transforms import AugInput, Augmentation
+from panoptic2.structures import BitMasks, Boxes, Instances, masks_to_boxes
 
-from .base import SegmentationMapperBase, train_metadata
+from .base import SegmentationMapperBase, mapper_label_space
 from .reading import read_image, read_panoptic_label, read_sem_seg
 
-__all__ = ["PanopticFPNMapper", "annotation_to_mask", "masks_to_boxes"]
-
-# Ignore value of the separated stuff map (Detectron2's convention).
-STUFF_IGNORE = 255
+__all__ = ["PanopticFPNMapper", "annotation_to_mask"]
 
 
 def annotation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -62,19 +60,6 @@ def annotation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray
     return mask_util.decode(rle).astype(bool)
 
 
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """Tight XYXY boxes ``(N, 4)`` float32 of ``(N, H, W)`` non-empty bool masks.
-
-    ``x1``/``y1`` are exclusive pixel edges (a one-pixel mask at (0, 0) is ``[0, 0, 1, 1]``).
-    """
-    boxes = np.zeros((len(masks), 4), dtype=np.float32)
-    for i, m in enumerate(masks):
-        ys = np.flatnonzero(m.any(axis=1))
-        xs = np.flatnonzero(m.any(axis=0))
-        boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-    return boxes
-
-
 @DATA_MAPPER_REGISTRY.register()
 class PanopticFPNMapper(SegmentationMapperBase):
     """Reads and augments an image, its thing instances and its stuff map (see module doc).
@@ -83,10 +68,8 @@ class PanopticFPNMapper(SegmentationMapperBase):
         is_train: Read labels (else the image only).
         augmentations: Applied to the image, masks and stuff map.
         image_format: ``"RGB"`` or ``"BGR"``.
-        thing_ids: Contiguous ids of thing classes.
-        stuff_ids: Contiguous ids of stuff classes (mapped to 1..S in this order).
-        ignore_label: Semantic void label of the panoptic map.
-        label_divisor: Label divisor of the panoptic map.
+        label_space: The dataset's label space (things, the separated stuff labels, the
+            void label and divisor of its panoptic maps).
     """
 
     @configurable
@@ -96,48 +79,39 @@ class PanopticFPNMapper(SegmentationMapperBase):
         is_train: bool,
         augmentations: Sequence[Augmentation],
         image_format: str = "RGB",
-        thing_ids: Iterable[int],
-        stuff_ids: Iterable[int],
-        ignore_label: int,
-        label_divisor: int,
+        label_space: LabelSpace,
     ) -> None:
         super().__init__(is_train=is_train, augmentations=augmentations, image_format=image_format)
-        self.thing_ids = sorted(int(t) for t in thing_ids)
-        self.stuff_ids = sorted(int(s) for s in stuff_ids)
-        self.ignore_label = int(ignore_label)
-        self.label_divisor = int(label_divisor)
+        self.label_space = label_space
+        self._stuff_lut = label_space.panoptic_fpn_lut()
 
     @classmethod
-    def from_config(cls, cfg: Any, is_train: bool = True) -> dict[str, Any]:
-        meta = train_metadata(cfg, ("ignore_label", "label_divisor", "thing_ids", "num_classes"))
-        things = set(meta.thing_ids)
-        stuff = [c for c in range(meta.num_classes) if c not in things and c != meta.ignore_label]
+    def from_config(
+        cls, cfg: Any, is_train: bool = True, dataset_name: str | None = None
+    ) -> dict[str, Any]:
         return {
-            **cls._base_from_config(cfg, is_train, STUFF_IGNORE),
-            "thing_ids": meta.thing_ids,
-            "stuff_ids": stuff,
-            "ignore_label": meta.ignore_label,
-            "label_divisor": meta.label_divisor,
+            **cls._base_from_config(cfg, is_train, PANOPTIC_FPN_IGNORE),
+            "label_space": mapper_label_space(cfg, is_train, dataset_name),
         }
 
-    def _stuff_map(self, panoptic: np.ndarray) -> np.ndarray:
+    def _stuff_map(self, panoptic: np.ndarray, dataset_dict: dict[str, Any]) -> np.ndarray:
         """Panoptic map to the separated stuff map (0 things, 1..S stuff, 255 ignore)."""
-        semantic = panoptic // self.label_divisor
-        lut = np.full(int(semantic.max()) + 1, STUFF_IGNORE, dtype=np.int64)
-        for i, s in enumerate(self.stuff_ids, start=1):
-            if s < len(lut):
-                lut[s] = i
-        lut[[t for t in self.thing_ids if t < len(lut)]] = 0
-        return lut[semantic]
+        semantic = panoptic // self.label_space.label_divisor
+        if semantic.size and int(semantic.max()) >= len(self._stuff_lut):
+            raise ValueError(
+                f"The panoptic label of '{dataset_dict.get('file_name')}' (dataset "
+                f"{dataset_dict.get('dataset_name', '?')!r}) has class {int(semantic.max())}, "
+                f"outside the label space's {self.label_space.num_classes} classes"
+            )
+        return self._stuff_lut[semantic]
 
     def _from_panoptic(self, panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Masks ``(N, H, W)`` and classes ``(N,)`` of the non-crowd thing segments."""
+        divisor = self.label_space.label_divisor
         ids = np.unique(panoptic)
-        ids = ids[
-            np.isin(ids // self.label_divisor, self.thing_ids) & (ids % self.label_divisor > 0)
-        ]
+        ids = ids[np.isin(ids // divisor, self.label_space.thing_ids) & (ids % divisor > 0)]
         masks = panoptic[None] == ids[:, None, None]
-        return masks, (ids // self.label_divisor).astype(np.int64)
+        return masks, (ids // divisor).astype(np.int64)
 
     def _from_annotations(
         self, annotations: list[dict], h: int, w: int
@@ -163,12 +137,13 @@ class PanopticFPNMapper(SegmentationMapperBase):
             "pan_seg_file_name" in dataset_dict or dataset_dict.get("panoptic_label") is not None
         )
         if has_pan:
+            space = self.label_space
             panoptic = read_panoptic_label(
                 dataset_dict,
                 (h, w),
-                label_divisor=self.label_divisor,
-                ignore_label=self.ignore_label,
-                thing_ids=self.thing_ids,
+                label_divisor=space.label_divisor,
+                ignore_label=space.ignore_label,
+                thing_ids=space.thing_ids,
             )
         if "annotations" in dataset_dict:
             masks, classes = self._from_annotations(dataset_dict["annotations"], h, w)
@@ -182,22 +157,24 @@ class PanopticFPNMapper(SegmentationMapperBase):
         if "sem_seg_file_name" in dataset_dict or dataset_dict.get("sem_seg") is not None:
             stuff = read_sem_seg(dataset_dict, (h, w))
         elif panoptic is not None:
-            stuff = self._stuff_map(panoptic)
+            stuff = self._stuff_map(panoptic, dataset_dict)
         else:
             raise ValueError(
                 f"'{dataset_dict.get('file_name')}' has neither 'sem_seg_file_name' nor a "
                 "panoptic label: Panoptic FPN needs a stuff map"
             )
-        aug = AugInput(image, sem_seg=stuff, masks=masks, sem_seg_pad_value=STUFF_IGNORE)
+        aug = AugInput(image, sem_seg=stuff, masks=masks, sem_seg_pad_value=PANOPTIC_FPN_IGNORE)
         aug.apply_augmentations(self.augmentations)
         keep = aug.masks.reshape(len(aug.masks), -1).any(axis=1)
         masks = aug.masks[keep]
         out = self._output(dataset_dict, aug.image)
         out.update(size)
         out["sem_seg"] = torch.from_numpy(aug.sem_seg.astype(np.int64))
-        out["instances"] = {
-            "gt_boxes": torch.from_numpy(masks_to_boxes(masks)),
-            "gt_classes": torch.from_numpy(classes[keep]),
-            "gt_masks": torch.from_numpy(masks),
-        }
+        gt_masks = torch.from_numpy(masks)
+        out["instances"] = Instances(
+            tuple(aug.image.shape[:2]),
+            gt_boxes=Boxes(masks_to_boxes(gt_masks)),
+            gt_classes=torch.from_numpy(classes[keep]),
+            gt_masks=BitMasks(gt_masks),
+        )
         return out

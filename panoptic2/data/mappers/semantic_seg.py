@@ -11,7 +11,7 @@ from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
 from panoptic2.data.transforms import AugInput, Augmentation
 
-from .base import SegmentationMapperBase, train_metadata
+from .base import SegmentationMapperBase, mapper_label_space
 from .reading import read_image, read_sem_seg
 
 __all__ = ["SemanticSegmentationMapper"]
@@ -44,8 +44,10 @@ class SemanticSegmentationMapper(SegmentationMapperBase):
         self.ignore_label = ignore_label
 
     @classmethod
-    def from_config(cls, cfg: Any, is_train: bool = True) -> dict[str, Any]:
-        ignore = int(train_metadata(cfg).get("ignore_label", 255))
+    def from_config(
+        cls, cfg: Any, is_train: bool = True, dataset_name: str | None = None
+    ) -> dict[str, Any]:
+        ignore = mapper_label_space(cfg, is_train, dataset_name).ignore_label
         return {**cls._base_from_config(cfg, is_train, ignore), "ignore_label": ignore}
 
     def __call__(self, dataset_dict: dict[str, Any]) -> dict[str, Any]:

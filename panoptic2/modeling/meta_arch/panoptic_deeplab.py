@@ -12,72 +12,24 @@ from torch import nn
 from torch.nn import functional as F
 
 from panoptic2.config import configurable
-from panoptic2.data.catalog import Metadata, MetadataCatalog
+from panoptic2.data.label_space import LabelSpace, label_space_from_config
 from panoptic2.layers.argmax import argmax_over_classes
+from panoptic2.structures import Boxes, ImageList, Instances, masks_to_boxes
 
 from ..backbone import Backbone, build_backbone
 from ..heads import build_ins_embed_head, build_sem_seg_head
 from ..postprocessing import get_instance_predictions, get_panoptic_segmentation
+from .base import LabelSpaceMixin, preprocess_images, sem_seg_postprocess
 from .build import META_ARCH_REGISTRY
 
-__all__ = ["PanopticDeepLab", "masks_to_boxes_xyxy", "pad_and_stack"]
+__all__ = ["PanopticDeepLab"]
 
 # Label of void pixels in the output id map (Detectron2's Panoptic-DeepLab uses -1 too).
 VOID_LABEL = -1
 
 
-def pad_and_stack(
-    tensors: Sequence[torch.Tensor], size_divisibility: int = 0, pad_value: float = 0.0
-) -> torch.Tensor:
-    """Pads (..., H_i, W_i) tensors at the bottom/right to a common size and stacks them.
-
-    The common size is the largest H and W, rounded up to a multiple of
-    ``size_divisibility`` (when > 0).
-
-    Args:
-        tensors: tensors with equal leading dims and dtype.
-        size_divisibility: divisor of the padded size (<= 0: none).
-        pad_value: value of the padding.
-
-    Returns:
-        (N, ..., H, W) tensor.
-    """
-    height = max(t.shape[-2] for t in tensors)
-    width = max(t.shape[-1] for t in tensors)
-    if size_divisibility > 0:
-        height = -(-height // size_divisibility) * size_divisibility
-        width = -(-width // size_divisibility) * size_divisibility
-    out = tensors[0].new_full((len(tensors), *tensors[0].shape[:-2], height, width), pad_value)
-    for i, t in enumerate(tensors):
-        out[i, ..., : t.shape[-2], : t.shape[-1]].copy_(t)
-    return out
-
-
-def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
-    """Tight boxes of binary masks, Detectron2's ``BitMasks.get_bounding_boxes`` convention.
-
-    Args:
-        masks: (K, H, W) bool.
-
-    Returns:
-        (K, 4) float32 (x0, y0, x1, y1), x1/y1 exclusive (one past the last pixel); all
-        zeros for an empty mask.
-    """
-    boxes = torch.zeros(masks.shape[0], 4, dtype=torch.float32, device=masks.device)
-    if masks.numel() == 0:
-        return boxes
-    x_any = masks.any(dim=1)
-    y_any = masks.any(dim=2)
-    for i in range(masks.shape[0]):
-        xs = torch.nonzero(x_any[i]).flatten()
-        ys = torch.nonzero(y_any[i]).flatten()
-        if xs.numel() > 0:
-            boxes[i] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]).float()
-    return boxes
-
-
 @META_ARCH_REGISTRY.register()
-class PanopticDeepLab(nn.Module):
+class PanopticDeepLab(LabelSpaceMixin, nn.Module):
     """Panoptic-DeepLab: a backbone shared by a semantic head and an instance head.
 
     Training (``model.train()``): ``forward(batched_inputs)`` returns ``{"loss_sem_seg",
@@ -91,15 +43,13 @@ class PanopticDeepLab(nn.Module):
       ``class * label_divisor + instance`` per pixel (instance 0 for stuff) and -1 for void,
       ``segments_info`` one dict per non-void id: ``id``, ``category_id`` (contiguous class),
       ``isthing`` and, for things, ``score``;
-    * ``instances`` (with ``predict_instances``): ``pred_masks`` (K, H, W) bool,
-      ``pred_classes`` (K,) int64, ``scores`` (K,) float32 (mean semantic probability x
-      center score), ``pred_boxes`` (K, 4) float32 XYXY.
+    * ``instances`` (with ``predict_instances``): an :class:`Instances` with ``pred_masks``
+      (K, H, W) bool, ``pred_classes`` (K,) int64, ``scores`` (K,) float32 (mean semantic
+      probability x center score) and ``pred_boxes`` (:class:`Boxes`, XYXY).
 
-    **Post-processing metadata** (``thing_ids``, ``label_divisor``, ``ignore_label``) comes
-    from the dataset being evaluated: ``MetadataCatalog.get(d["dataset_name"])`` when the input
-    dict ``d`` carries ``dataset_name``, else the ``metadata_dataset`` given at construction
-    (``cfg.DATASETS.TEST[0]``). The semantic argmax used by the post-processing never picks
-    the ``ignore_label`` class (COCO-style label spaces, whose class 0 is void and never
+    Post-processing takes ``thing_ids``, ``label_divisor`` and ``ignore_label`` from the
+    model's ``label_space``. The semantic argmax used by the post-processing never picks the
+    ``ignore_label`` class (COCO-style label spaces, whose class 0 is void and never
     trained). ``last_postprocess_time`` holds the seconds the last inference forward spent in
     post-processing (synchronised on CUDA), so inference loops can report it apart.
 
@@ -118,8 +68,8 @@ class PanopticDeepLab(nn.Module):
         predict_instances: also output ``instances``.
         size_divisibility: pad images to a multiple of this (-1: the backbone's).
         benchmark_network_speed: inference returns ``[]`` without post-processing.
-        metadata_dataset: dataset whose metadata post-processes inputs without
-            ``dataset_name`` (None: such inputs are an error).
+        label_space: the classes the model predicts (None: set it before inference, e.g.
+            by loading a checkpoint that stores one).
     """
 
     @configurable
@@ -138,7 +88,7 @@ class PanopticDeepLab(nn.Module):
         predict_instances: bool = True,
         size_divisibility: int = -1,
         benchmark_network_speed: bool = False,
-        metadata_dataset: str | None = None,
+        label_space: LabelSpace | None = None,
     ) -> None:
         super().__init__()
         if len(pixel_mean) != len(pixel_std):
@@ -159,7 +109,7 @@ class PanopticDeepLab(nn.Module):
             backbone.size_divisibility if size_divisibility < 0 else size_divisibility
         )
         self.benchmark_network_speed = benchmark_network_speed
-        self.metadata_dataset = metadata_dataset
+        self.label_space = label_space
         self.last_postprocess_time = 0.0
 
     @classmethod
@@ -180,30 +130,26 @@ class PanopticDeepLab(nn.Module):
             "predict_instances": pd.PREDICT_INSTANCES,
             "size_divisibility": pd.SIZE_DIVISIBILITY,
             "benchmark_network_speed": pd.BENCHMARK_NETWORK_SPEED,
-            "metadata_dataset": cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None,
+            "label_space": label_space_from_config(cfg),
         }
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def _images(self, batched_inputs: Sequence[Mapping[str, Any]]) -> torch.Tensor:
-        """Normalised, padded (N, 3, H, W) float images."""
-        images = [
-            (d["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
-            for d in batched_inputs
-        ]
-        # Padding with 0 after normalisation pads with the mean colour, as Detectron2 does.
-        return pad_and_stack(images, self.size_divisibility)
+    def _images(self, batched_inputs: Sequence[Mapping[str, Any]]) -> ImageList:
+        """Normalised images padded to ``size_divisibility``."""
+        return preprocess_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility
+        )
 
     def _targets(
         self, batched_inputs: Sequence[Mapping[str, Any]], key: str, pad_value: float
     ) -> torch.Tensor | None:
         if not all(key in d for d in batched_inputs):
             return None
-        return pad_and_stack(
-            [d[key].to(self.device) for d in batched_inputs], self.size_divisibility, pad_value
-        )
+        targets = [d[key].to(self.device) for d in batched_inputs]
+        return ImageList.from_tensors(targets, self.size_divisibility, pad_value).tensor
 
     def forward(self, batched_inputs: Sequence[Mapping[str, Any]]) -> Any:
         """Args:
@@ -217,7 +163,7 @@ class PanopticDeepLab(nn.Module):
             In training a dict of losses, in inference a list of per-image dicts (see the
             class docstring).
         """
-        images = self._images(batched_inputs)
+        images = self._images(batched_inputs).tensor
         features = self.backbone(images)
         if self.training:
             return self._losses(batched_inputs, features)
@@ -265,41 +211,6 @@ class PanopticDeepLab(nn.Module):
         losses.update(ins_losses)
         return losses
 
-    def postprocess_metadata(self, dataset_dict: Mapping[str, Any]) -> Metadata:
-        """The metadata that post-processes ``dataset_dict``'s predictions.
-
-        Args:
-            dataset_dict: a model input.
-
-        Returns:
-            Metadata of ``dataset_dict["dataset_name"]`` when present, else of
-            ``metadata_dataset``.
-
-        Raises:
-            ValueError: no dataset is known, or its metadata lacks ``thing_ids`` /
-                ``label_divisor``, or its ``num_classes`` differs from the model's.
-        """
-        name = dataset_dict.get("dataset_name") or self.metadata_dataset
-        if not name:
-            raise ValueError(
-                "PanopticDeepLab cannot post-process image "
-                f"{dataset_dict.get('file_name', dataset_dict.get('image_id', '?'))!r}: the input "
-                "has no 'dataset_name' and the model was built without DATASETS.TEST"
-            )
-        meta = MetadataCatalog.get(name)
-        missing = [k for k in ("thing_ids", "label_divisor") if k not in meta]
-        if missing:
-            raise ValueError(
-                f"Metadata of dataset '{name}' lacks {missing}, needed by PanopticDeepLab"
-            )
-        num_classes = getattr(self.sem_seg_head, "num_classes", None)
-        if num_classes is not None and meta.get("num_classes", num_classes) != num_classes:
-            raise ValueError(
-                f"Dataset '{name}' has {meta.num_classes} classes but the model predicts "
-                f"{num_classes} (MODEL.SEM_SEG_HEAD.NUM_CLASSES)"
-            )
-        return meta
-
     def _postprocess(
         self,
         batched_inputs: Sequence[Mapping[str, Any]],
@@ -307,22 +218,22 @@ class PanopticDeepLab(nn.Module):
         center: torch.Tensor,
         offset: torch.Tensor,
     ) -> list[dict[str, Any]]:
+        space = self.require_label_space()
         results = []
         elapsed = 0.0
         for i, d in enumerate(batched_inputs):
             h, w = d["image"].shape[-2:]
             height, width = int(d.get("height", h)), int(d.get("width", w))
-            logits = _resize(sem_logits[i, :, :h, :w], height, width)
-            heatmap = _resize(center[i, :, :h, :w], height, width)
-            offsets = _resize(offset[i, :, :h, :w], height, width)
+            logits = sem_seg_postprocess(sem_logits[i], (h, w), height, width)
+            heatmap = sem_seg_postprocess(center[i], (h, w), height, width)
+            offsets = sem_seg_postprocess(offset[i], (h, w), height, width)
             # Offsets are displacements in pixels: rescale them with the image.
             scale = torch.tensor([height / h, width / w], device=offsets.device).view(2, 1, 1)
             offsets = offsets * scale
-            meta = self.postprocess_metadata(d)
             _synchronize(self.device)
             start = time.perf_counter()
             result = {"sem_seg": logits}
-            result.update(self._panoptic(logits, heatmap, offsets, meta))
+            result.update(self._panoptic(logits, heatmap, offsets, space))
             _synchronize(self.device)
             elapsed += time.perf_counter() - start
             results.append(result)
@@ -330,14 +241,18 @@ class PanopticDeepLab(nn.Module):
         return results
 
     def _panoptic(
-        self, logits: torch.Tensor, heatmap: torch.Tensor, offsets: torch.Tensor, meta: Metadata
+        self,
+        logits: torch.Tensor,
+        heatmap: torch.Tensor,
+        offsets: torch.Tensor,
+        space: LabelSpace,
     ) -> dict[str, Any]:
         """Post-processes one image's (C, H, W) logits, (1, H, W) heatmap, (2, H, W) offsets."""
-        thing_ids = [int(t) for t in meta.thing_ids]
-        divisor = int(meta.label_divisor)
-        ignore = meta.get("ignore_label")
+        thing_ids = list(space.thing_ids)
+        divisor = space.label_divisor
+        ignore = space.ignore_label
         scores = logits
-        if ignore is not None and 0 <= ignore < logits.shape[0]:
+        if 0 <= ignore < logits.shape[0]:
             scores = logits.clone()
             scores[ignore] = float("-inf")
         sem = argmax_over_classes(scores, keepdim=True)
@@ -365,15 +280,8 @@ class PanopticDeepLab(nn.Module):
             )
         }
         if self.predict_instances:
-            out["instances"] = _instances_dict(instances, panoptic.shape[-2:], panoptic.device)
+            out["instances"] = _instances(instances, panoptic.shape[-2:], panoptic.device)
         return out
-
-
-def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(C, h, w) -> (C, height, width), bilinear (a no-op at the same size)."""
-    if x.shape[-2:] == (height, width):
-        return x
-    return F.interpolate(x[None], size=(height, width), mode="bilinear", align_corners=False)[0]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -403,20 +311,21 @@ def _segments_info(
     return info
 
 
-def _instances_dict(
+def _instances(
     instances: Sequence[Mapping[str, Any]], size: tuple[int, int], device: torch.device
-) -> dict[str, torch.Tensor]:
+) -> Instances:
     if instances:
         masks = torch.stack([inst["mask"] for inst in instances])
     else:
         masks = torch.zeros((0, *size), dtype=torch.bool, device=device)
-    return {
-        "pred_masks": masks,
-        "pred_classes": torch.tensor(
+    return Instances(
+        (int(size[0]), int(size[1])),
+        pred_masks=masks,
+        pred_boxes=Boxes(masks_to_boxes(masks)),
+        pred_classes=torch.tensor(
             [inst["class"] for inst in instances], dtype=torch.int64, device=device
         ),
-        "scores": torch.tensor(
+        scores=torch.tensor(
             [inst["score"] for inst in instances], dtype=torch.float32, device=device
         ),
-        "pred_boxes": masks_to_boxes_xyxy(masks),
-    }
+    )

@@ -12,31 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import nn
-from torch.nn import functional as F
 
 from panoptic2.config import configurable
+from panoptic2.data.label_space import LabelSpace
 from panoptic2.layers.argmax import argmax_over_classes
+from panoptic2.structures import ImageList
 
 from ..heads import build_sem_seg_head
+from .base import sem_seg_postprocess
 from .build import META_ARCH_REGISTRY
-from .panoptic_deeplab import pad_and_stack
 from .panoptic_fpn_fusion import combine_semantic_and_instance_outputs
-from .rcnn import GeneralizedRCNN, label_space
+from .rcnn import GeneralizedRCNN
 
-__all__ = ["PanopticFPN", "sem_seg_postprocess"]
-
-
-def sem_seg_postprocess(
-    logits: torch.Tensor, input_size: tuple[int, int], output_size: tuple[int, int]
-) -> torch.Tensor:
-    """Crops padded (C, H_pad, W_pad) logits to ``input_size`` and resizes them (bilinear)
-    to ``output_size`` (Detectron2's ``sem_seg_postprocess``)."""
-    logits = logits[:, : input_size[0], : input_size[1]]
-    if tuple(logits.shape[-2:]) == tuple(output_size):
-        return logits
-    return F.interpolate(logits[None], size=output_size, mode="bilinear", align_corners=False)[0]
+__all__ = ["PanopticFPN"]
 
 
 @META_ARCH_REGISTRY.register()
@@ -70,6 +59,8 @@ class PanopticFPN(GeneralizedRCNN):
         instance_loss_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
+        # Set last: checking the label space needs the semantic head.
+        label_space = kwargs.pop("label_space", None)
         super().__init__(**kwargs)
         self.sem_seg_head = sem_seg_head
         self.combine_overlap_thresh = combine_overlap_thresh
@@ -77,6 +68,7 @@ class PanopticFPN(GeneralizedRCNN):
         self.combine_instances_score_thresh = combine_instances_score_thresh
         self.combine_on = combine_on
         self.instance_loss_weight = instance_loss_weight
+        self.label_space = label_space
 
     @classmethod
     def from_config(cls, cfg: Any) -> dict[str, Any]:
@@ -94,6 +86,16 @@ class PanopticFPN(GeneralizedRCNN):
         )
         return args
 
+    def check_label_space(self, space: LabelSpace) -> None:
+        super().check_label_space(space)
+        num_classes = getattr(self.sem_seg_head, "num_classes", None)
+        if num_classes is not None and num_classes != len(space.stuff_ids) + 1:
+            raise ValueError(
+                f"The label space has {len(space.stuff_ids)} stuff classes, so the semantic "
+                f"head must predict {len(space.stuff_ids) + 1} (things + stuff), but "
+                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes}: {space}"
+            )
+
     def forward(self, batched_inputs: Sequence[Mapping[str, Any]]) -> Any:
         """Args:
             batched_inputs: as :meth:`GeneralizedRCNN.forward`, plus ``sem_seg`` in training.
@@ -102,8 +104,9 @@ class PanopticFPN(GeneralizedRCNN):
             A dict of losses in training, else per image ``{"sem_seg", "instances",
             "panoptic_seg"}`` (``panoptic_seg`` only with ``combine_on``).
         """
-        images, sizes = self.preprocess_image(batched_inputs)
-        features = self.backbone(images)
+        images = self.preprocess_image(batched_inputs)
+        sizes = images.image_sizes
+        features = self.backbone(images.tensor)
         if self.training:
             missing = [d.get("file_name", "?") for d in batched_inputs if "sem_seg" not in d]
             if missing:
@@ -112,11 +115,11 @@ class PanopticFPN(GeneralizedRCNN):
                     f"input (use INPUT.DATASET_MAPPER_NAME PanopticFPNMapper); missing for "
                     f"{missing}"
                 )
-            targets = pad_and_stack(
+            targets = ImageList.from_tensors(
                 [d["sem_seg"].to(self.device) for d in batched_inputs],
                 self.backbone.size_divisibility,
                 self.sem_seg_head.ignore_value,
-            )
+            ).tensor
             _, losses = self.sem_seg_head(features, targets)
             gt = self.gt_instances(batched_inputs)
             proposals, rpn_losses = self.proposal_generator(sizes, features, gt)
@@ -126,13 +129,13 @@ class PanopticFPN(GeneralizedRCNN):
             return losses
         sem_logits, _ = self.sem_seg_head(features)
         instances = self.inference(batched_inputs, features, sizes)
+        stuff_ids = self.require_label_space().panoptic_fpn_stuff_ids
         results = []
         for d, logits, inst, size in zip(batched_inputs, sem_logits, instances, sizes):
             output_size = (int(d.get("height", size[0])), int(d.get("width", size[1])))
-            sem = sem_seg_postprocess(logits, size, output_size)
+            sem = sem_seg_postprocess(logits, size, *output_size)
             result = {"sem_seg": sem, "instances": inst}
             if self.combine_on:
-                _, stuff_ids = label_space(self.metadata(d))
                 result["panoptic_seg"] = combine_semantic_and_instance_outputs(
                     inst,
                     argmax_over_classes(sem),

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from panoptic2.structures import Instances
+
 __all__ = ["VOID_ID", "combine_semantic_and_instance_outputs"]
 
 # Id of pixels no segment claims.
@@ -20,7 +22,7 @@ VOID_ID = -1
 
 
 def combine_semantic_and_instance_outputs(
-    instance_results: dict[str, torch.Tensor],
+    instance_results: Instances,
     semantic_results: torch.Tensor,
     stuff_category_ids: Sequence[int],
     *,
@@ -37,8 +39,8 @@ def combine_semantic_and_instance_outputs(
     segment of its still-free pixels if they number at least ``stuff_area_thresh``.
 
     Args:
-        instance_results: ``{"pred_masks" (N, H, W) bool, "scores" (N,) float,
-            "pred_classes" (N,) int64}``; classes are the contiguous dataset ids reported.
+        instance_results: :class:`Instances` with ``pred_masks`` (N, H, W) bool, ``scores``
+            (N,) float and ``pred_classes`` (N,) int64 contiguous ids.
         semantic_results: (H, W) int64 argmax of the semantic head: 0 things, 1..S stuff.
         stuff_category_ids: contiguous dataset id of stuff label ``s`` at index ``s - 1``.
         overlap_threshold: largest taken fraction of an instance that is still pasted.
@@ -54,7 +56,7 @@ def combine_semantic_and_instance_outputs(
         ValueError: the masks and the semantic map differ in size, or a stuff label has no
             category.
     """
-    masks = instance_results["pred_masks"]
+    masks = instance_results.pred_masks
     if masks.shape[0] and masks.shape[-2:] != semantic_results.shape:
         raise ValueError(
             f"Instance masks {tuple(masks.shape[-2:])} and semantic map "
@@ -64,8 +66,8 @@ def combine_semantic_and_instance_outputs(
     id_map = id_map.to(semantic_results.device)
     taken = torch.zeros(semantic_results.shape, dtype=torch.bool, device=semantic_results.device)
     segments: list[dict[str, Any]] = []
-    scores = instance_results["scores"]
-    classes = instance_results["pred_classes"]
+    scores = instance_results.scores
+    classes = instance_results.pred_classes
     for idx in torch.argsort(scores, descending=True, stable=True).tolist():
         score = float(scores[idx])
         if score < instances_score_thresh:

@@ -1,9 +1,7 @@
 """``GeneralizedRCNN`` (Faster / Mask R-CNN): backbone, proposal generator, ROI heads.
 
-The ROI heads work with 0-based thing indices; the model maps the dataset's contiguous
-thing ids (``metadata.thing_ids``) to them for training and back for its outputs. The
-metadata is that of each input's ``dataset_name``, else of the dataset given at
-construction (``DATASETS.TEST[0]``, then ``DATASETS.TRAIN[0]``).
+The ROI heads work with 0-based thing indices; the model maps the contiguous thing ids of
+its label space (``label_space.thing_ids``) to them for training and back for its outputs.
 """
 
 from __future__ import annotations
@@ -15,36 +13,17 @@ import torch
 from torch import nn
 
 from panoptic2.config import configurable
-from panoptic2.data.catalog import Metadata, MetadataCatalog
+from panoptic2.data.label_space import LabelSpace, label_space_from_config
+from panoptic2.structures import BitMasks, Boxes, ImageList, Instances
 
 from ..backbone import Backbone, build_backbone
 from ..proposal_generator import build_proposal_generator
 from ..roi_heads import build_roi_heads
 from ..roi_heads.mask_head import paste_masks_in_image
+from .base import LabelSpaceMixin, preprocess_images
 from .build import META_ARCH_REGISTRY
-from .panoptic_deeplab import pad_and_stack
 
-__all__ = ["GeneralizedRCNN", "detector_postprocess", "label_space"]
-
-
-def label_space(meta: Metadata) -> tuple[list[int], list[int]]:
-    """Contiguous ids of a dataset's thing and stuff classes.
-
-    Stuff ids are every class of ``range(num_classes)`` that is neither a thing nor the
-    ``ignore_label``, in increasing order: label ``s`` of the "separated" stuff map (1..S) is
-    the ``s``-th of them, as :class:`panoptic2.data.mappers.PanopticFPNMapper` builds it.
-
-    Args:
-        meta: dataset metadata with ``thing_ids`` (and ``num_classes`` for stuff).
-
-    Returns:
-        ``(thing_ids, stuff_ids)``, both sorted.
-    """
-    things = sorted(int(t) for t in meta.thing_ids)
-    ignore = meta.get("ignore_label", None)
-    num_classes = meta.get("num_classes", 0)
-    stuff = [c for c in range(num_classes) if c not in set(things) and c != ignore]
-    return things, stuff
+__all__ = ["GeneralizedRCNN", "detector_postprocess"]
 
 
 def detector_postprocess(
@@ -66,35 +45,35 @@ def detector_postprocess(
         mask_threshold: threshold of the pasted mask probabilities.
 
     Returns:
-        ``{"pred_boxes" (N, 4) float XYXY, "scores" (N,) float, "pred_classes" (N,) int64
-        contiguous, "pred_masks" (N, H, W) bool (when masks were predicted)}``.
+        :class:`Instances` of size ``output_size`` with ``pred_boxes`` (:class:`Boxes` XYXY),
+        ``scores`` (N,) float, ``pred_classes`` (N,) int64 contiguous and ``pred_masks``
+        (N, H, W) bool (when masks were predicted).
     """
     height, width = output_size
-    boxes = detections["pred_boxes"].clone()
-    boxes[:, 0::2] *= width / input_size[1]
-    boxes[:, 1::2] *= height / input_size[0]
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    boxes = Boxes(detections["pred_boxes"].clone())
+    boxes.scale(width / input_size[1], height / input_size[0])
+    boxes.clip((height, width))
     lut = torch.tensor(list(thing_ids), dtype=torch.int64, device=boxes.device)
-    out = {
-        "pred_boxes": boxes,
-        "scores": detections["scores"],
-        "pred_classes": lut[detections["pred_classes"].long()],
-    }
+    out = Instances(
+        (height, width),
+        pred_boxes=boxes,
+        scores=detections["scores"],
+        pred_classes=lut[detections["pred_classes"].long()],
+    )
     if "pred_masks" in detections:
-        out["pred_masks"] = paste_masks_in_image(
-            detections["pred_masks"], boxes, (height, width), mask_threshold
+        out.pred_masks = paste_masks_in_image(
+            detections["pred_masks"], boxes.tensor, (height, width), mask_threshold
         )
     return out
 
 
 @META_ARCH_REGISTRY.register()
-class GeneralizedRCNN(nn.Module):
+class GeneralizedRCNN(LabelSpaceMixin, nn.Module):
     """A two-stage detector: ``backbone -> proposal_generator -> roi_heads``.
 
     Training (``model.train()``): ``forward(batched_inputs)`` returns the RPN and ROI losses
     (``loss_rpn_cls``, ``loss_rpn_loc``, ``loss_cls``, ``loss_box_reg``[, ``loss_mask``]).
-    Inference: one ``{"instances": {...}}`` per image at the original size (see
+    Inference: one ``{"instances": Instances}`` per image at the original size (see
     :func:`detector_postprocess`).
 
     Args:
@@ -105,7 +84,8 @@ class GeneralizedRCNN(nn.Module):
             ``(detections, losses)``; ``num_classes`` attribute.
         pixel_mean: per-channel mean (0-255, INPUT.FORMAT order).
         pixel_std: per-channel std.
-        metadata_dataset: dataset whose metadata serves inputs without ``dataset_name``.
+        label_space: the classes (its things are the ROI heads' classes); None: set it
+            before use, e.g. by loading a checkpoint that stores one.
     """
 
     @configurable
@@ -117,7 +97,7 @@ class GeneralizedRCNN(nn.Module):
         roi_heads: nn.Module,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
-        metadata_dataset: str | None = None,
+        label_space: LabelSpace | None = None,
     ) -> None:
         super().__init__()
         if len(pixel_mean) != len(pixel_std):
@@ -127,13 +107,12 @@ class GeneralizedRCNN(nn.Module):
         self.roi_heads = roi_heads
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        self.metadata_dataset = metadata_dataset
+        self.label_space = label_space
 
     @classmethod
     def from_config(cls, cfg: Any) -> dict[str, Any]:
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
-        datasets = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
         return {
             "backbone": backbone,
             "proposal_generator": build_proposal_generator(
@@ -142,60 +121,39 @@ class GeneralizedRCNN(nn.Module):
             "roi_heads": build_roi_heads(cfg, shapes, cfg.MODEL.ROI_HEADS.NAME),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
-            "metadata_dataset": datasets[0] if datasets else None,
+            "label_space": label_space_from_config(cfg),
         }
+
+    def check_label_space(self, space: LabelSpace) -> None:
+        if len(space.thing_ids) != self.roi_heads.num_classes:
+            raise ValueError(
+                f"The label space has {len(space.thing_ids)} thing classes but the model "
+                f"predicts {self.roi_heads.num_classes} (MODEL.ROI_HEADS.NUM_CLASSES): {space}"
+            )
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def preprocess_image(
-        self, batched_inputs: Sequence[Mapping[str, Any]]
-    ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Normalised images padded to the backbone's size divisibility.
+    def preprocess_image(self, batched_inputs: Sequence[Mapping[str, Any]]) -> ImageList:
+        """Normalised images padded to the backbone's size divisibility."""
+        return preprocess_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
+        )
+
+    def gt_instances(self, batched_inputs: Sequence[Mapping[str, Any]]) -> list[Instances]:
+        """Each input's ``instances`` with 0-based thing classes, on the model's device.
 
         Returns:
-            ``(images, image_sizes)``: (N, C, H, W) float and per image its unpadded size.
-        """
-        images = [
-            (d["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
-            for d in batched_inputs
-        ]
-        sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in images]
-        # Zero padding after normalisation pads with the mean colour, as Detectron2 does.
-        return pad_and_stack(images, self.backbone.size_divisibility), sizes
-
-    def metadata(self, dataset_dict: Mapping[str, Any]) -> Metadata:
-        """Metadata of ``dataset_dict``'s dataset (module docstring), checked against the
-        number of classes the model predicts.
-
-        Raises:
-            ValueError: no dataset is known, its metadata lacks ``thing_ids``, or the number
-                of thing classes differs from ``MODEL.ROI_HEADS.NUM_CLASSES``.
-        """
-        name = dataset_dict.get("dataset_name") or self.metadata_dataset
-        where = dataset_dict.get("file_name", dataset_dict.get("image_id", "?"))
-        if not name:
-            raise ValueError(
-                f"{type(self).__name__}: image {where!r} has no 'dataset_name' and the model "
-                "was built without DATASETS.TEST / DATASETS.TRAIN"
-            )
-        meta = MetadataCatalog.get(name)
-        if "thing_ids" not in meta:
-            raise ValueError(f"Metadata of dataset '{name}' lacks 'thing_ids' (image {where!r})")
-        if len(meta.thing_ids) != self.roi_heads.num_classes:
-            raise ValueError(
-                f"Dataset '{name}' has {len(meta.thing_ids)} thing classes but the model "
-                f"predicts {self.roi_heads.num_classes} (MODEL.ROI_HEADS.NUM_CLASSES)"
-            )
-        return meta
-
-    def gt_instances(self, batched_inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Each input's ``instances`` with 0-based thing classes, on the model's device.
+            Per image an :class:`Instances` with ``gt_boxes`` (:class:`Boxes`),
+            ``gt_classes`` (M,) int64 0-based thing index and, when present, ``gt_masks``
+            (:class:`BitMasks`).
 
         Raises:
             ValueError: an input lacks ``instances`` or has a class that is not a thing.
         """
+        things = list(self.require_label_space().thing_ids)
+        to_index = {t: i for i, t in enumerate(things)}
         out = []
         for d in batched_inputs:
             if "instances" not in d:
@@ -204,40 +162,38 @@ class GeneralizedRCNN(nn.Module):
                     f"INPUT.DATASET_MAPPER_NAME PanopticFPNMapper); missing for "
                     f"{d.get('file_name', '?')!r}"
                 )
-            things, _ = label_space(self.metadata(d))
             inst = d["instances"]
-            to_index = {t: i for i, t in enumerate(things)}
-            classes = inst["gt_classes"].tolist()
+            classes = inst.gt_classes.tolist()
             bad = sorted({c for c in classes if c not in to_index})
             if bad:
                 raise ValueError(
-                    f"Image {d.get('file_name', '?')!r} of dataset "
-                    f"'{d.get('dataset_name') or self.metadata_dataset}': instance classes "
-                    f"{bad} are not thing ids {things}"
+                    f"Image {d.get('file_name', '?')!r} of dataset {d.get('dataset_name', '?')!r}: "
+                    f"instance classes {bad} are not thing ids {things}"
                 )
-            index = torch.tensor(
-                [to_index[c] for c in classes], dtype=torch.int64, device=self.device
+            gt = Instances(
+                inst.image_size,
+                gt_boxes=Boxes(inst.gt_boxes.tensor.to(self.device, torch.float32)),
+                gt_classes=torch.tensor(
+                    [to_index[c] for c in classes], dtype=torch.int64, device=self.device
+                ),
             )
-            out.append(
-                {
-                    "gt_boxes": inst["gt_boxes"].to(self.device, torch.float32),
-                    "gt_classes": index,
-                    "gt_masks": inst["gt_masks"].to(self.device),
-                }
-            )
+            if inst.has("gt_masks"):
+                gt.gt_masks = BitMasks(inst.gt_masks.tensor.to(self.device))
+            out.append(gt)
         return out
 
     def forward(self, batched_inputs: Sequence[Mapping[str, Any]]) -> Any:
         """Args:
             batched_inputs: mapper outputs: ``image`` (C, H, W), ``height``/``width``
-                (original size), optional ``dataset_name``, and in training ``instances``
-                ``{"gt_boxes", "gt_classes" (contiguous thing ids), "gt_masks"}``.
+                (original size), and in training ``instances`` (:class:`Instances` with
+                ``gt_boxes``, ``gt_classes`` (contiguous thing ids), optional ``gt_masks``).
 
         Returns:
             A dict of losses in training, else one ``{"instances": ...}`` per image.
         """
-        images, sizes = self.preprocess_image(batched_inputs)
-        features = self.backbone(images)
+        images = self.preprocess_image(batched_inputs)
+        sizes = images.image_sizes
+        features = self.backbone(images.tensor)
         if self.training:
             gt = self.gt_instances(batched_inputs)
             proposals, losses = self.proposal_generator(sizes, features, gt)
@@ -250,13 +206,13 @@ class GeneralizedRCNN(nn.Module):
         batched_inputs: Sequence[Mapping[str, Any]],
         features: Mapping[str, torch.Tensor],
         sizes: Sequence[tuple[int, int]],
-    ) -> list[dict[str, torch.Tensor]]:
+    ) -> list[Instances]:
         """Per-image detections at the original size (:func:`detector_postprocess`)."""
+        things = self.require_label_space().thing_ids
         proposals, _ = self.proposal_generator(sizes, features, None)
         detections, _ = self.roi_heads(sizes, features, proposals, None)
         results = []
         for d, det, size in zip(batched_inputs, detections, sizes):
-            things, _ = label_space(self.metadata(d))
             output_size = (int(d.get("height", size[0])), int(d.get("width", size[1])))
             results.append(detector_postprocess(det, output_size, size, things))
         return results

@@ -24,6 +24,7 @@ from panoptic2.modeling.box_regression import Box2BoxTransform, dense_box_regres
 from panoptic2.modeling.matcher import Matcher
 from panoptic2.modeling.sampling import subsample_labels
 from panoptic2.registry import RPN_HEAD_REGISTRY
+from panoptic2.structures import Instances
 from panoptic2.utils.events import get_event_storage
 
 from .build import PROPOSAL_GENERATOR_REGISTRY
@@ -455,15 +456,15 @@ class RPN(nn.Module):
         self,
         image_sizes: Sequence[tuple[int, int]],
         features: dict[str, torch.Tensor],
-        gt_instances: list[dict[str, torch.Tensor]] | None = None,
+        gt_instances: Sequence[Instances] | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         """Predicts proposals, and in training computes the RPN losses.
 
         Args:
             image_sizes: per image, ``(height, width)`` of the valid (unpadded) input.
             features: backbone features by name, each (N, C, H_l, W_l).
-            gt_instances: per image, a dict with ``"gt_boxes"`` (M_i, 4) float XYXY (other
-                keys ignored); required in training.
+            gt_instances: per image, :class:`Instances` with ``gt_boxes`` (:class:`Boxes`,
+                M_i boxes XYXY; other fields ignored); required in training.
 
         Returns:
             proposals: per image ``{"proposal_boxes": (K, 4) float, "objectness_logits":
@@ -492,7 +493,7 @@ class RPN(nn.Module):
         if self.training:
             if gt_instances is None:
                 raise ValueError("RPN needs gt_instances (with 'gt_boxes') in training")
-            gt_boxes = [inst["gt_boxes"] for inst in gt_instances]
+            gt_boxes = [inst.gt_boxes.tensor for inst in gt_instances]
             gt_labels, matched_boxes = self.label_and_sample_anchors(anchors, image_sizes, gt_boxes)
             losses = self.losses(anchors, logits, gt_labels, deltas, matched_boxes)
         proposals = self.predict_proposals(anchors, logits, deltas, image_sizes)

@@ -1,11 +1,14 @@
 """ROI heads of Mask R-CNN / Panoptic FPN: proposal sampling, multi-level ROIAlign, the box
 branch (:mod:`.box_head`, :mod:`.fast_rcnn`) and the mask branch (:mod:`.mask_head`).
 
-There is no ``Instances`` structure: per image, proposals are ``{"proposal_boxes" (N, 4),
-"objectness_logits" (N,)}`` (the RPN's output), ground truth ``{"gt_boxes" (M, 4) float XYXY,
-"gt_classes" (M,) int64 0-based thing index, "gt_masks" (M, H, W) bool}``, and detections
-``{"pred_boxes" (N, 4), "scores" (N,), "pred_classes" (N,) int64 0-based, "pred_masks"
-(N, 1, 28, 28) float probabilities}`` in the coordinates of the padded network input.
+Per image, the ground truth is an :class:`~panoptic2.structures.Instances` with ``gt_boxes``
+(:class:`~panoptic2.structures.Boxes`, XYXY), ``gt_classes`` (M,) int64 0-based thing index
+and ``gt_masks`` (:class:`~panoptic2.structures.BitMasks`, (M, H, W)). Between the heads,
+tensors travel in plain dicts: proposals ``{"proposal_boxes" (N, 4), "objectness_logits"
+(N,)}`` (the RPN's output) and detections ``{"pred_boxes" (N, 4), "scores" (N,),
+"pred_classes" (N,) int64 0-based, "pred_masks" (N, 1, 28, 28) float probabilities}`` in the
+coordinates of the padded network input; the meta-architecture turns detections into
+``Instances`` at the original image size.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from panoptic2.config import configurable
 from panoptic2.layers import ShapeSpec
 from panoptic2.modeling.matcher import Matcher
 from panoptic2.modeling.sampling import subsample_labels
+from panoptic2.structures import Instances
 from panoptic2.utils.events import get_event_storage
 
 from .box_head import FastRCNNConvFCHead
@@ -249,7 +253,7 @@ class StandardROIHeads(nn.Module):
     # ----------------------------------------------------------------------------- training
     @torch.no_grad()
     def label_and_sample_proposals(
-        self, proposals: Sequence[Mapping[str, torch.Tensor]], targets: Sequence[Mapping[str, Any]]
+        self, proposals: Sequence[Mapping[str, torch.Tensor]], targets: Sequence[Instances]
     ) -> list[dict[str, torch.Tensor]]:
         """Samples proposals per image and gives each its training targets.
 
@@ -265,8 +269,8 @@ class StandardROIHeads(nn.Module):
         num_fg, num_bg = 0, 0
         for props, gt in zip(proposals, targets):
             boxes = props["proposal_boxes"].detach()
-            gt_boxes = gt["gt_boxes"].to(boxes)
-            gt_classes = gt["gt_classes"].to(boxes.device, torch.int64)
+            gt_boxes = gt.gt_boxes.tensor.to(boxes)
+            gt_classes = gt.gt_classes.to(boxes.device, torch.int64)
             if self.proposal_append_gt:
                 boxes = torch.cat([boxes, gt_boxes])
             if len(gt_boxes) == 0:
@@ -302,7 +306,7 @@ class StandardROIHeads(nn.Module):
         image_sizes: Sequence[tuple[int, int]],
         features: Mapping[str, torch.Tensor],
         proposals: Sequence[Mapping[str, torch.Tensor]],
-        gt_instances: Sequence[Mapping[str, Any]] | None = None,
+        gt_instances: Sequence[Instances] | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         """Args:
             image_sizes: per image ``(height, width)`` of the unpadded network input.
@@ -349,7 +353,9 @@ class StandardROIHeads(nn.Module):
             fg_boxes.append(boxes)
             fg_classes.append(s["gt_classes"][fg])
             targets.append(
-                mask_targets(gt["gt_masks"].to(boxes.device), boxes, s["matched_idxs"][fg], size)
+                mask_targets(
+                    gt.gt_masks.tensor.to(boxes.device), boxes, s["matched_idxs"][fg], size
+                )
             )
         logits = self.mask_head(self.mask_pooler(feats, fg_boxes))
         return {"loss_mask": mask_rcnn_loss(logits, torch.cat(fg_classes), torch.cat(targets))}

@@ -6,7 +6,7 @@ Name it in a config (``PLUGINS: [projects.DeepLab.deeplab]``) or on the command 
 
 from .config import add_deeplab_config
 from .heads import DeepLabV3Head, DeepLabV3PlusHead, build_sem_seg_loss
-from .semantic_seg import SemanticSegmentor, pad_images, sem_seg_postprocess
+from .semantic_seg import SemanticSegmentor
 
 __all__ = [
     "DeepLabV3Head",
@@ -14,6 +14,4 @@ __all__ = [
     "SemanticSegmentor",
     "add_deeplab_config",
     "build_sem_seg_loss",
-    "pad_images",
-    "sem_seg_postprocess",
 ]

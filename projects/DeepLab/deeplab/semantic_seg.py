@@ -12,78 +12,23 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from panoptic2.config import configurable
+from panoptic2.data.label_space import LabelSpace, label_space_from_config
 from panoptic2.modeling import (
     META_ARCH_REGISTRY,
     Backbone,
     build_backbone,
     build_sem_seg_head,
 )
+from panoptic2.modeling.meta_arch import LabelSpaceMixin, preprocess_images, sem_seg_postprocess
+from panoptic2.structures import ImageList
 
-__all__ = ["SemanticSegmentor", "pad_images", "sem_seg_postprocess"]
-
-
-def pad_images(
-    tensors: Sequence[torch.Tensor], size_divisibility: int = 0, pad_value: float = 0.0
-) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Stacks tensors of different sizes into one batch, padding bottom and right.
-
-    Args:
-        tensors: each ``(..., H_i, W_i)``; the leading dims must agree.
-        size_divisibility: the padded H and W are multiples of this (0 or 1: no rounding).
-        pad_value: value of padded elements.
-
-    Returns:
-        ``(batch, sizes)``: ``batch`` is ``(N, ..., H, W)`` with ``H = max H_i`` (rounded up),
-        same dtype as the inputs; ``sizes`` the ``(H_i, W_i)`` of each tensor.
-
-    Raises:
-        ValueError: no tensors, or tensors whose leading dims differ.
-    """
-    if len(tensors) == 0:
-        raise ValueError("pad_images() needs at least one tensor")
-    leading = tensors[0].shape[:-2]
-    if any(t.shape[:-2] != leading for t in tensors):
-        shapes = [tuple(t.shape) for t in tensors]
-        raise ValueError(f"pad_images(): tensors differ in their leading dims: {shapes}")
-    sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in tensors]
-    h = max(s[0] for s in sizes)
-    w = max(s[1] for s in sizes)
-    if size_divisibility > 1:
-        h = -(-h // size_divisibility) * size_divisibility
-        w = -(-w // size_divisibility) * size_divisibility
-    batch = tensors[0].new_full((len(tensors), *leading, h, w), pad_value)
-    for out, t in zip(batch, tensors):
-        out[..., : t.shape[-2], : t.shape[-1]].copy_(t)
-    return batch, sizes
-
-
-def sem_seg_postprocess(
-    result: torch.Tensor, image_size: tuple[int, int], height: int, width: int
-) -> torch.Tensor:
-    """Crops padding from a prediction and resizes it to the original image size.
-
-    Args:
-        result: ``(C, H_pad, W_pad)`` float scores of the padded network input.
-        image_size: ``(h, w)`` of the image inside the padded input (after test resizing).
-        height: original image height.
-        width: original image width.
-
-    Returns:
-        ``(C, height, width)`` float scores (bilinear, ``align_corners=False``).
-    """
-    result = result[:, : image_size[0], : image_size[1]]
-    if (result.shape[-2], result.shape[-1]) == (height, width):
-        return result
-    return F.interpolate(result[None], size=(height, width), mode="bilinear", align_corners=False)[
-        0
-    ]
+__all__ = ["SemanticSegmentor"]
 
 
 @META_ARCH_REGISTRY.register()
-class SemanticSegmentor(nn.Module):
+class SemanticSegmentor(LabelSpaceMixin, nn.Module):
     """A backbone plus a semantic segmentation head (DeepLabV3 / DeepLabV3+ heads here).
 
     The head is called as ``head(features, targets)`` and returns ``(logits, losses)``:
@@ -98,6 +43,7 @@ class SemanticSegmentor(nn.Module):
         size_divisibility: padded batch sides are multiples of this; 0 takes the largest
             output stride of ``backbone`` (so the head's upsampled logits align with pixels).
         ignore_value: label of padded target pixels (not trained on).
+        label_space: the classes (names for predictions; None until known).
     """
 
     @configurable
@@ -110,6 +56,7 @@ class SemanticSegmentor(nn.Module):
         pixel_std: Sequence[float],
         size_divisibility: int = 0,
         ignore_value: int = 255,
+        label_space: LabelSpace | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -130,6 +77,7 @@ class SemanticSegmentor(nn.Module):
         self.register_buffer(
             "pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False
         )
+        self.label_space = label_space
 
     @classmethod
     def from_config(cls, cfg: Any) -> dict[str, Any]:
@@ -141,6 +89,7 @@ class SemanticSegmentor(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "size_divisibility": cfg.MODEL.DEEPLAB.SIZE_DIVISIBILITY,
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "label_space": label_space_from_config(cfg),
         }
 
     @property
@@ -162,14 +111,11 @@ class SemanticSegmentor(nn.Module):
         Raises:
             KeyError: training without ``sem_seg`` targets (names the image).
         """
-        images = [
-            (x["image"].to(self.device, non_blocking=True).float() - self.pixel_mean)
-            / self.pixel_std
-            for x in batched_inputs
-        ]
-        # Zero after normalisation is the mean colour: padding adds no signal.
-        images, image_sizes = pad_images(images, self.size_divisibility, 0.0)
-        features = self.backbone(images)
+        images = preprocess_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility
+        )
+        image_sizes = images.image_sizes
+        features = self.backbone(images.tensor)
 
         if self.training:
             missing = [
@@ -180,7 +126,9 @@ class SemanticSegmentor(nn.Module):
                     f"SemanticSegmentor needs 'sem_seg' targets in training; missing for {missing}"
                 )
             targets = [x["sem_seg"].to(self.device, non_blocking=True) for x in batched_inputs]
-            targets, _ = pad_images(targets, self.size_divisibility, self.ignore_value)
+            targets = ImageList.from_tensors(
+                targets, self.size_divisibility, self.ignore_value
+            ).tensor
             _, losses = self.sem_seg_head(features, targets)
             return losses
 

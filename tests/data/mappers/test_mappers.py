@@ -6,6 +6,7 @@ from PIL import Image
 
 from panoptic2.config import get_cfg
 from panoptic2.data import DATA_MAPPER_REGISTRY, MetadataCatalog
+from panoptic2.data.label_space import LabelSpace
 from panoptic2.data.mappers import (
     PanopticDeepLabMapper,
     PanopticDeepLabTargetGenerator,
@@ -14,6 +15,7 @@ from panoptic2.data.mappers import (
     panoptic_from_segments,
 )
 from panoptic2.data.transforms import RandomFlip
+from panoptic2.structures import Instances
 
 H, W = 12, 16
 
@@ -153,19 +155,23 @@ def test_panoptic_deeplab_mapper(files):
 
 def test_panoptic_fpn_mapper(files):
     d, _, _, _ = files
-    mapper = PanopticFPNMapper(
-        is_train=True,
-        augmentations=[],
+    space = LabelSpace(
+        classes=["void", "a", "b", "c", "d", "e"],
+        colors=[(0, 0, 0)] * 6,
         thing_ids=[1, 2],
         stuff_ids=[3, 4, 5],
-        ignore_label=0,
+        thing_dataset_ids=[1, 2],
+        stuff_dataset_ids=[3, 4, 5],
         label_divisor=256,
+        ignore_label=0,
     )
+    mapper = PanopticFPNMapper(is_train=True, augmentations=[], label_space=space)
     no_sem = {k: v for k, v in d.items() if k != "sem_seg_file_name"}
     inst = mapper(no_sem)["instances"]
-    assert inst["gt_classes"].tolist() == [1, 1]  # crowd dropped
-    assert inst["gt_boxes"].tolist() == [[2, 2, 6, 6], [9, 7, 15, 11]]
-    assert inst["gt_masks"].shape == (2, H, W) and inst["gt_masks"][0].sum() == 16
+    assert isinstance(inst, Instances) and inst.image_size == (H, W)
+    assert inst.gt_classes.tolist() == [1, 1]  # crowd dropped
+    assert inst.gt_boxes.tensor.tolist() == [[2, 2, 6, 6], [9, 7, 15, 11]]
+    assert inst.gt_masks.tensor.shape == (2, H, W) and inst.gt_masks.tensor[0].sum() == 16
     stuff = mapper(no_sem)["sem_seg"]
     assert stuff[0, 0] == 255 and stuff[1, 0] == 3 and stuff[3, 3] == 0  # void, stuff 5 -> 3, thing
     # From annotations (a polygon), with the separated stuff PNG.
@@ -183,8 +189,8 @@ def test_panoptic_fpn_mapper(files):
         ],
     )
     out = mapper(ann)
-    assert out["instances"]["gt_classes"].tolist() == [2]
-    assert out["instances"]["gt_boxes"].tolist() == [[1, 1, 5, 4]]
+    assert out["instances"].gt_classes.tolist() == [2]
+    assert out["instances"].gt_boxes.tensor.tolist() == [[1, 1, 5, 4]]
     assert np.array_equal(out["sem_seg"].numpy(), files[2])
 
 

@@ -6,12 +6,10 @@ import panoptic2.data.mappers  # noqa: F401  (registers PanopticDeepLabMapper)
 import panoptic2.modeling.heads.panoptic_deeplab  # noqa: F401
 from panoptic2.config import get_cfg
 from panoptic2.data import DATA_MAPPER_REGISTRY, DatasetCatalog, MetadataCatalog
+from panoptic2.data.label_space import LabelSpace
 from panoptic2.modeling import META_ARCH_REGISTRY
-from panoptic2.modeling.meta_arch.panoptic_deeplab import (
-    PanopticDeepLab,
-    masks_to_boxes_xyxy,
-    pad_and_stack,
-)
+from panoptic2.modeling.meta_arch.panoptic_deeplab import PanopticDeepLab
+from panoptic2.structures import Boxes, Instances, masks_to_boxes
 
 
 def _tiny_cfg():
@@ -41,16 +39,8 @@ def _image_input(h=64, w=80, **extra):
     return {"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), **extra}
 
 
-def test_registered_and_pad_helpers():
+def test_registered():
     assert META_ARCH_REGISTRY.get("PanopticDeepLab") is PanopticDeepLab
-    out = pad_and_stack([torch.ones(1, 3, 5), torch.ones(1, 4, 2)], 4, pad_value=-1)
-    assert out.shape == (2, 1, 4, 8)
-    assert (
-        out[0, 0, 3].eq(-1).all() and out[1, 0, :, 2:].eq(-1).all() and out[1, 0, :, :2].eq(1).all()
-    )
-    masks = torch.zeros(2, 5, 6, dtype=torch.bool)
-    masks[0, 1:3, 2:5] = True
-    assert masks_to_boxes_xyxy(masks).tolist() == [[2.0, 1.0, 5.0, 3.0], [0.0, 0.0, 0.0, 0.0]]
 
 
 @pytest.mark.slow
@@ -94,46 +84,73 @@ def test_overfits_one_shapes_batch_and_eval_formats():
             assert s["isthing"] == (s["category_id"] in meta.thing_ids)
             assert ("score" in s) == s["isthing"]
         inst = out["instances"]
-        k = inst["pred_masks"].shape[0]
-        assert inst["pred_masks"].shape == (k, 96, 120) and inst["pred_masks"].dtype == torch.bool
-        assert inst["pred_classes"].shape == (k,) and inst["pred_classes"].dtype == torch.int64
-        assert inst["scores"].shape == (k,) and inst["pred_boxes"].shape == (k, 4)
+        assert isinstance(inst, Instances) and inst.image_size == (96, 120)
+        k = len(inst)
+        assert inst.pred_masks.shape == (k, 96, 120) and inst.pred_masks.dtype == torch.bool
+        assert inst.pred_classes.shape == (k,) and inst.pred_classes.dtype == torch.int64
+        assert inst.scores.shape == (k,) and isinstance(inst.pred_boxes, Boxes)
+        assert torch.equal(inst.pred_boxes.tensor, masks_to_boxes(inst.pred_masks))
         assert k == sum(s["isthing"] for s in segments)
 
 
-def _register_meta(name, **fields):
-    MetadataCatalog.get(name).set(num_classes=7, ignore_label=0, **fields)
+def _space(thing_ids, label_divisor, num_classes=7):
+    stuff = [c for c in range(1, num_classes) if c not in thing_ids]
+    return LabelSpace(
+        classes=["void"] + [f"c{i}" for i in range(1, num_classes)],
+        colors=[(i, i, i) for i in range(num_classes)],
+        thing_ids=thing_ids,
+        stuff_ids=stuff,
+        thing_dataset_ids=[100 + t for t in thing_ids],
+        stuff_dataset_ids=[100 + s for s in stuff],
+        label_divisor=label_divisor,
+        ignore_label=0,
+    )
 
 
-def test_metadata_comes_from_evaluated_dataset():
-    _register_meta("_pdl_test_a", thing_ids=[1, 2, 3, 4, 5, 6], label_divisor=1000)
-    _register_meta("_pdl_test_b", thing_ids=[], label_divisor=256)
+def test_label_space_by_hand_without_any_registered_dataset():
+    """A model built with a hand-made label space and no dataset named in the config runs
+    inference, and post-processes with that label space's things and divisor."""
     cfg = _tiny_cfg()
-    cfg.DATASETS.TRAIN = ["_pdl_test_train_unused"]
-    cfg.DATASETS.TEST = ["_pdl_test_a"]
-    model = PanopticDeepLab(cfg).eval()
-    # The construction-time default is DATASETS.TEST[0], not the training set.
-    assert model.postprocess_metadata(_image_input()).label_divisor == 1000
-    assert model.postprocess_metadata(_image_input(dataset_name="_pdl_test_b")).label_divisor == 256
+    cfg.DATASETS.TRAIN = []
+    cfg.DATASETS.TEST = []
+    cfg.MODEL.PANOPTIC_DEEPLAB.CENTER_THRESHOLD = -1.0  # untrained heatmap: keep every peak
+    torch.manual_seed(0)  # weights whose heatmap has positive peaks (centers need > 0)
+    all_things = PanopticDeepLab(cfg, label_space=_space([1, 2, 3, 4, 5, 6], 1000)).eval()
+    no_things = PanopticDeepLab(cfg, label_space=_space([], 256)).eval()
+    no_things.load_state_dict(all_things.state_dict())
+    assert all_things.label_space.thing_ids == (1, 2, 3, 4, 5, 6)
     torch.manual_seed(0)
+    image = _image_input(file_name="img.png")
     with torch.no_grad():
-        out_a, out_b = model([_image_input(), _image_input(dataset_name="_pdl_test_b")])
+        (out_a,) = all_things([image])
+        (out_b,) = no_things([image])
+    assert torch.equal(out_a["sem_seg"], out_b["sem_seg"])
     for s in out_b["panoptic_seg"][1]:  # no thing classes: every segment is stuff, id = class*256
         assert not s["isthing"] and s["id"] == s["category_id"] * 256
-    assert out_b["instances"]["pred_masks"].shape[0] == 0
+    assert len(out_b["instances"]) == 0
+    assert out_a["panoptic_seg"][1]
     for s in out_a["panoptic_seg"][1]:  # every class a thing: divisor 1000
         assert s["isthing"] and s["id"] // 1000 == s["category_id"]
 
 
-def test_missing_metadata_and_targets_are_clear_errors():
+def test_label_space_comes_from_the_config_datasets():
     cfg = _tiny_cfg()
+    model = PanopticDeepLab(cfg)
+    meta = MetadataCatalog.get("shapes_panoptic_val")
+    assert model.label_space == LabelSpace.from_metadata(meta)
+    assert model.label_space.thing_ids == tuple(meta.thing_ids)
+
+
+def test_missing_label_space_and_targets_are_clear_errors():
+    cfg = _tiny_cfg()
+    cfg.DATASETS.TRAIN = []
     cfg.DATASETS.TEST = []
     model = PanopticDeepLab(cfg)
-    with pytest.raises(ValueError, match="dataset_name"):
+    assert model.label_space is None
+    with pytest.raises(ValueError, match="PanopticDeepLab has no label space"):
         model.eval()([_image_input(file_name="img.png")])
-    _register_meta("_pdl_test_c", thing_ids=[1], label_divisor=10)
-    MetadataCatalog.get("_pdl_test_c").set(num_classes=3)
-    with pytest.raises(ValueError, match="_pdl_test_c"):
-        model([_image_input(dataset_name="_pdl_test_c")])
+    with pytest.raises(ValueError, match="3 classes but the model predicts 7"):
+        model.label_space = _space([1], 10, num_classes=3)
+    assert model.label_space is None
     with pytest.raises(ValueError, match="PanopticDeepLabMapper"):
         model.train()([_image_input(file_name="img.png")])

@@ -7,7 +7,7 @@ import torch
 import panoptic2.modeling.heads.semantic_fpn  # noqa: F401  (registers SemSegFPNHead)
 import panoptic2.modeling.meta_arch.panoptic_fpn  # noqa: F401  (registers PanopticFPN)
 from panoptic2.modeling import build_model
-from panoptic2.modeling.meta_arch.panoptic_fpn import PanopticFPN, sem_seg_postprocess
+from panoptic2.modeling.meta_arch.panoptic_fpn import PanopticFPN
 
 from .test_rcnn import tiny_cfg, tiny_inputs
 
@@ -18,13 +18,6 @@ LOSSES = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask
 def model():
     torch.manual_seed(0)
     return build_model(tiny_cfg("PanopticFPN"))
-
-
-def test_sem_seg_postprocess_crops_then_resizes():
-    logits = torch.zeros(2, 8, 8)
-    logits[:, :4, :6] = 1.0
-    out = sem_seg_postprocess(logits, (4, 6), (8, 12))
-    assert out.shape == (2, 8, 12) and torch.all(out == 1.0)
 
 
 def test_training_losses_finite_and_backward(model):
@@ -62,8 +55,8 @@ def test_inference_outputs(model):
         assert s["category_id"] in ({1, 2, 3} if s["isthing"] else {4, 5, 6})
         assert ("score" in s) == s["isthing"]
     inst = out["instances"]
-    assert inst["pred_masks"].shape[1:] == (128, 160)
-    assert set(inst["pred_classes"].tolist()) <= {1, 2, 3}
+    assert inst.pred_masks.shape[1:] == (128, 160)
+    assert set(inst.pred_classes.tolist()) <= {1, 2, 3}
 
 
 def test_combine_disabled(model):

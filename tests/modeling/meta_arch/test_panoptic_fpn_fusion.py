@@ -5,14 +5,25 @@ import pytest
 import torch
 
 from panoptic2.modeling.meta_arch.panoptic_fpn_fusion import combine_semantic_and_instance_outputs
+from panoptic2.structures import Instances
 
 
 def _instances(masks, scores, classes):
-    return {
-        "pred_masks": torch.stack(masks),
-        "scores": torch.tensor(scores),
-        "pred_classes": torch.tensor(classes),
-    }
+    return Instances(
+        tuple(masks[0].shape),
+        pred_masks=torch.stack(masks),
+        scores=torch.tensor(scores),
+        pred_classes=torch.tensor(classes),
+    )
+
+
+def _empty(height, width):
+    return Instances(
+        (height, width),
+        pred_masks=torch.zeros(0, height, width, dtype=torch.bool),
+        scores=torch.zeros(0),
+        pred_classes=torch.zeros(0, dtype=torch.int64),
+    )
 
 
 def _rect(y0, y1, x0, x1, size=(10, 10)):
@@ -65,22 +76,12 @@ def test_stuff_area_limit_and_unassigned_pixels_only():
 
 def test_output_format_and_empty_instances():
     sem = torch.full((6, 8), 3, dtype=torch.int64)
-    empty = {
-        "pred_masks": torch.zeros(0, 6, 8, dtype=torch.bool),
-        "scores": torch.zeros(0),
-        "pred_classes": torch.zeros(0, dtype=torch.int64),
-    }
-    ids, info = _fuse(empty, sem)
+    ids, info = _fuse(_empty(6, 8), sem)
     assert ids.dtype == torch.int64 and ids.shape == (6, 8)
     assert (ids == 1).all()
     assert info == [{"id": 1, "category_id": 6, "isthing": False, "area": 48}]
 
 
 def test_unknown_stuff_label_is_an_error():
-    empty = {
-        "pred_masks": torch.zeros(0, 2, 2, dtype=torch.bool),
-        "scores": torch.zeros(0),
-        "pred_classes": torch.zeros(0, dtype=torch.int64),
-    }
     with pytest.raises(ValueError, match="stuff label"):
-        _fuse(empty, torch.full((2, 2), 9))
+        _fuse(_empty(2, 2), torch.full((2, 2), 9))

@@ -12,6 +12,7 @@ import panoptic2.modeling.roi_heads.roi_heads  # noqa: F401  (registers Standard
 from panoptic2.config import load_config
 from panoptic2.modeling import build_model
 from panoptic2.modeling.meta_arch.rcnn import GeneralizedRCNN, detector_postprocess
+from panoptic2.structures import BitMasks, Boxes, Instances
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 DATASET = "shapes_panoptic_separated_val"  # thing ids 1, 2, 3; stuff 4, 5, 6
@@ -62,11 +63,12 @@ def tiny_inputs(train: bool = True):
             "dataset_name": DATASET,
         }
         if train:
-            d["instances"] = {
-                "gt_boxes": torch.tensor([[10.0, 8, 40, 30], [45.0, 35 + i, 75, 60]]),
-                "gt_classes": torch.tensor([1, 3]),
-                "gt_masks": masks,
-            }
+            d["instances"] = Instances(
+                (64, 80),
+                gt_boxes=Boxes(torch.tensor([[10.0, 8, 40, 30], [45.0, 35 + i, 75, 60]])),
+                gt_classes=torch.tensor([1, 3]),
+                gt_masks=BitMasks(masks),
+            )
             sem = torch.full((64, 80), 2)
             sem[masks.any(0)] = 0
             sem[:4] = 255
@@ -83,11 +85,12 @@ def test_detector_postprocess_scales_pastes_and_maps_classes():
         "pred_masks": torch.ones(1, 1, 28, 28),
     }
     out = detector_postprocess(det, (40, 60), (20, 30), [1, 2, 3])
-    torch.testing.assert_close(out["pred_boxes"], torch.tensor([[4.0, 8.0, 20.0, 24.0]]))
-    assert out["pred_classes"].tolist() == [3]
+    assert isinstance(out, Instances) and out.image_size == (40, 60)
+    torch.testing.assert_close(out.pred_boxes.tensor, torch.tensor([[4.0, 8.0, 20.0, 24.0]]))
+    assert out.pred_classes.tolist() == [3]
     expected = torch.zeros(40, 60, dtype=torch.bool)
     expected[8:24, 4:20] = True
-    assert torch.equal(out["pred_masks"][0], expected)
+    assert torch.equal(out.pred_masks[0], expected)
 
 
 def test_train_and_eval():
@@ -103,17 +106,18 @@ def test_train_and_eval():
         outputs = model(tiny_inputs(train=False))
     assert len(outputs) == 2
     inst = outputs[0]["instances"]
-    n = len(inst["scores"])
-    assert inst["pred_masks"].shape == (n, 128, 160) and inst["pred_masks"].dtype == torch.bool
-    assert inst["pred_boxes"].shape == (n, 4)
-    assert set(inst["pred_classes"].tolist()) <= {1, 2, 3}  # contiguous dataset ids
-    assert (inst["pred_boxes"][:, 2] <= 160).all() and (inst["pred_boxes"][:, 3] <= 128).all()
+    n = len(inst)
+    assert inst.pred_masks.shape == (n, 128, 160) and inst.pred_masks.dtype == torch.bool
+    boxes = inst.pred_boxes.tensor
+    assert boxes.shape == (n, 4)
+    assert set(inst.pred_classes.tolist()) <= {1, 2, 3}  # contiguous dataset ids
+    assert (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 128).all()
 
 
 def test_non_thing_class_is_a_clear_error():
     model = build_model(tiny_cfg())
     inputs = tiny_inputs()
-    inputs[1]["instances"]["gt_classes"] = torch.tensor([1, 5])
+    inputs[1]["instances"].gt_classes = torch.tensor([1, 5])
     with pytest.raises(ValueError, match=r"img1\.png.*shapes_panoptic_separated_val.*\[5\]"):
         model(inputs)
 
@@ -122,9 +126,8 @@ def test_class_count_mismatch_is_an_error():
     cfg = tiny_cfg()
     cfg.defrost()
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 4
-    model = build_model(cfg)
-    with pytest.raises(ValueError, match="NUM_CLASSES"):
-        model(tiny_inputs())
+    with pytest.raises(ValueError, match="3 thing classes but the model predicts 4.*NUM_CLASSES"):
+        build_model(cfg)
 
 
 def test_coco_r50_mask_rcnn_parameter_count_matches_torchvision():

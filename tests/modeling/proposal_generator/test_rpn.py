@@ -18,6 +18,7 @@ from panoptic2.modeling.proposal_generator.rpn import (
     StandardRPNHead,
     find_top_rpn_proposals,
 )
+from panoptic2.structures import Boxes, Instances
 from panoptic2.utils.events import EventStorage
 
 # One GT box and six anchors with hand-computed IoUs against it.
@@ -236,7 +237,10 @@ def test_build_from_config_and_train_forward():
     assert isinstance(rpn, RPN) and isinstance(rpn.rpn_head, StandardRPNHead)
     assert rpn.pre_nms_topk == {True: 50, False: 40}
     features = {"p2": torch.randn(2, 8, 16, 16), "p3": torch.randn(2, 8, 8, 8)}
-    gt = [{"gt_boxes": torch.tensor([[4.0, 4.0, 30.0, 20.0]])}, {"gt_boxes": torch.zeros(0, 4)}]
+    gt = [
+        Instances((64, 64), gt_boxes=Boxes(torch.tensor([[4.0, 4.0, 30.0, 20.0]]))),
+        Instances((60, 50), gt_boxes=Boxes(torch.zeros(0, 4))),
+    ]
     rpn.train()
     proposals, losses = rpn([(64, 64), (60, 50)], features, gt)
     assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc"}

@@ -12,6 +12,7 @@ from panoptic2.modeling.roi_heads.roi_heads import (
     StandardROIHeads,
     assign_boxes_to_levels,
 )
+from panoptic2.structures import BitMasks, Boxes, Instances
 
 SHAPES = {f"p{i}": ShapeSpec(channels=8, stride=2**i) for i in range(2, 6)}
 
@@ -55,13 +56,17 @@ def test_pooler_uses_each_boxes_level():
     torch.testing.assert_close(pooler(feats, big), ref)
 
 
+def _gt(boxes, classes, masks):
+    return Instances((64, 64), gt_boxes=Boxes(boxes), gt_classes=classes, gt_masks=BitMasks(masks))
+
+
 def test_sampling_proposal_equal_to_gt_is_foreground():
     heads = _heads()
-    gt = {
-        "gt_boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]),
-        "gt_classes": torch.tensor([2]),
-        "gt_masks": torch.zeros(1, 64, 64, dtype=torch.bool),
-    }
+    gt = _gt(
+        torch.tensor([[10.0, 10.0, 30.0, 30.0]]),
+        torch.tensor([2]),
+        torch.zeros(1, 64, 64, dtype=torch.bool),
+    )
     proposals = [
         {"proposal_boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0], [40.0, 40.0, 60.0, 60.0]])}
     ]
@@ -73,16 +78,16 @@ def test_sampling_proposal_equal_to_gt_is_foreground():
     assert by_box[(10.0, 10.0, 30.0, 30.0)] == 2
     assert by_box[(40.0, 40.0, 60.0, 60.0)] == 3  # background = num_classes
     fg = sampled["gt_classes"] < 3
-    assert torch.equal(sampled["gt_boxes"][fg], gt["gt_boxes"].expand(int(fg.sum()), 4))
+    assert torch.equal(sampled["gt_boxes"][fg], gt.gt_boxes.tensor.expand(int(fg.sum()), 4))
 
 
 def test_sampling_respects_batch_size_and_fraction():
     heads = _heads(batch=8)
-    gt = {
-        "gt_boxes": torch.tensor([[0.0, 0.0, 20.0, 20.0]]),
-        "gt_classes": torch.tensor([0]),
-        "gt_masks": torch.zeros(1, 64, 64, dtype=torch.bool),
-    }
+    gt = _gt(
+        torch.tensor([[0.0, 0.0, 20.0, 20.0]]),
+        torch.tensor([0]),
+        torch.zeros(1, 64, 64, dtype=torch.bool),
+    )
     fg = torch.tensor([[0.0, 0.0, 20.0, 20.0]]).repeat(10, 1)
     bg = torch.tensor([[40.0, 40.0, 60.0, 60.0]]).repeat(20, 1)
     (sampled,) = heads.label_and_sample_proposals([{"proposal_boxes": torch.cat([fg, bg])}], [gt])
@@ -92,11 +97,11 @@ def test_sampling_respects_batch_size_and_fraction():
 
 def test_no_ground_truth_gives_background_only():
     heads = _heads()
-    gt = {
-        "gt_boxes": torch.zeros(0, 4),
-        "gt_classes": torch.zeros(0, dtype=torch.int64),
-        "gt_masks": torch.zeros(0, 64, 64, dtype=torch.bool),
-    }
+    gt = _gt(
+        torch.zeros(0, 4),
+        torch.zeros(0, dtype=torch.int64),
+        torch.zeros(0, 64, 64, dtype=torch.bool),
+    )
     heads.train()
     _, losses = heads(
         [(64, 64)], _features(), [{"proposal_boxes": torch.tensor([[0.0, 0, 8, 8]])}], [gt]
@@ -111,11 +116,7 @@ def test_forward_training_and_inference_formats():
     masks = torch.zeros(2, 64, 64, dtype=torch.bool)
     masks[0, 8:24, 8:24] = True
     masks[1, 30:60, 20:50] = True
-    gt = {
-        "gt_boxes": torch.tensor([[8.0, 8, 24, 24], [20.0, 30, 50, 60]]),
-        "gt_classes": torch.tensor([0, 2]),
-        "gt_masks": masks,
-    }
+    gt = _gt(torch.tensor([[8.0, 8, 24, 24], [20.0, 30, 50, 60]]), torch.tensor([0, 2]), masks)
     proposals = [
         {
             "proposal_boxes": torch.tensor([[6.0, 6, 26, 26], [0.0, 0, 60, 60]]),
