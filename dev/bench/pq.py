@@ -44,10 +44,10 @@ from PIL import Image
 from tabulate import tabulate
 
 from panoptic2.data.label_space import LabelSpace
+from panoptic2.data.panoptic_label import read_panoptic_png
 from panoptic2.evaluation.coco_panoptic_evaluation import COCOPanopticEvaluator
 from panoptic2.evaluation.panoptic_quality import PQStat, pq_stat_single_image
 from panoptic2.ops import extension
-from panoptic2.utils.panoptic_png import read_panoptic_png
 
 H, W = 480, 640
 THINGS, STUFF = list(range(1, 21)), list(range(21, 31))

@@ -42,6 +42,7 @@ from tabulate import tabulate
 
 from panoptic2.config import configurable
 from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
+from panoptic2.data.panoptic_label import write_panoptic_png
 from panoptic2.layers.argmax import argmax_over_classes
 from panoptic2.utils import comm
 from panoptic2.utils.file_io import atomic_write
@@ -491,8 +492,7 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
                         f"the ground truth JSON {self._panoptic_json!r}."
                     )
                 infos.append({"id": k + 1, "category_id": category_map[cls]})
-            rgb = np.stack([new_map % 256, new_map // 256 % 256, new_map // 65536], axis=-1)
-            _save_png(os.path.join(self._pred_dir, stem + ".png"), rgb.astype(np.uint8))
+            write_panoptic_png(os.path.join(self._pred_dir, stem + ".png"), new_map)
             self._records.append(
                 {"image_id": stem, "file_name": stem + ".png", "segments_info": infos}
             )

@@ -9,7 +9,6 @@ panoptic included (its PQ is computed the same way from COCO-format ground truth
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -18,57 +17,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from panoptic2.config import configurable
 from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
+from panoptic2.data.panoptic_label import (
+    read_panoptic_png,
+    segments_from_label,
+    write_panoptic_png,
+)
 from panoptic2.utils.file_io import atomic_write
-from panoptic2.utils.panoptic_png import read_panoptic_png
 from panoptic2.utils.segment_ids import SegmentLookup, unique_ids
 
 from .build import EVALUATOR_REGISTRY
 from .evaluator import DatasetEvaluator
 from .panoptic_quality import PQStat, format_pq_tables, pq_stat_single_image
 
-__all__ = ["COCOPanopticEvaluator", "panoptic_from_label_map"]
+__all__ = ["COCOPanopticEvaluator"]
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_JSON = "panoptic_predictions.json"
 PREDICTIONS_DIR = "panoptic_predictions"
-
-
-def panoptic_from_label_map(
-    label: np.ndarray, *, label_divisor: int, ignore_label: int, thing_ids: set[int]
-) -> tuple[np.ndarray, list[dict[str, Any]], int]:
-    """Segments of an internal ``semantic * label_divisor + instance`` map.
-
-    Thing pixels with instance 0 are crowd (DeepLab2's convention); ``ignore_label`` is void.
-
-    Args:
-        label: ``(H, W)`` integer panoptic map.
-        label_divisor: the label divisor.
-        ignore_label: semantic label of void.
-        thing_ids: contiguous ids of the thing classes.
-
-    Returns:
-        ``(ids, segments_info, void_id)``: the map itself as segment ids, one segment per
-        other value (``id``, contiguous ``category_id``, ``iscrowd``), and the void id.
-    """
-    void_id = ignore_label * label_divisor
-    segments = []
-    for value in unique_ids(label).tolist():
-        category, instance = divmod(int(value), label_divisor)
-        if category == ignore_label:
-            continue
-        segments.append(
-            {
-                "id": int(value),
-                "category_id": category,
-                "iscrowd": int(category in thing_ids and instance == 0),
-            }
-        )
-    return label.astype(np.int64), segments, void_id
 
 
 @EVALUATOR_REGISTRY.register()
@@ -145,7 +114,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
 
             label = load_record_dict(dict(inp)).get("panoptic_label")
             if label is not None:
-                return panoptic_from_label_map(
+                return segments_from_label(
                     np.asarray(label),
                     label_divisor=self._label_divisor,
                     ignore_label=self._ignore_label,
@@ -202,12 +171,9 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         areas = np.bincount(rows.ravel(), minlength=len(ids) + 1)
         stem = os.path.splitext(os.path.basename(inp.get("file_name", str(inp["image_id"]))))[0]
         file_name = f"{stem}.png"
-        rgb = np.stack([rows & 255, (rows >> 8) & 255, (rows >> 16) & 255], axis=-1)
-        buffer = io.BytesIO()
-        Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="PNG")
         folder = os.path.join(self._output_dir, PREDICTIONS_DIR)
         os.makedirs(folder, exist_ok=True)
-        atomic_write(os.path.join(folder, file_name), lambda f: f.write(buffer.getvalue()))
+        write_panoptic_png(os.path.join(folder, file_name), rows)
         segments_info = [
             {
                 "id": k + 1,

@@ -21,7 +21,7 @@ together (in cache-sized chunks; noisy maps where runs do not pay off are counte
 pixel). The pair ids are turned into segment row indices through a reusable lookup table,
 and one weighted ``np.bincount`` over ``gt_row * (P + 1) + pred_row`` gives the whole
 intersection matrix. Matching is then array arithmetic over its non-zero entries.
-Ground-truth PNGs are decoded by :func:`panoptic2.utils.panoptic_png.read_panoptic_png`
+Ground-truth PNGs are decoded by :func:`panoptic2.data.panoptic_label.read_panoptic_png`
 (libdeflate and a C++ unfilter). :func:`pq_compute` runs the same statistics over folders of
 COCO panoptic PNGs in a process pool (``tools/evaluate_panoptic.py``).
 """
@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from panoptic2.data.panoptic_label import read_panoptic_png
 from panoptic2.ops.segments import count_segment_pairs
-from panoptic2.utils.panoptic_png import read_panoptic_png
 from panoptic2.utils.segment_ids import SegmentLookup, default_lookup
 
 __all__ = [

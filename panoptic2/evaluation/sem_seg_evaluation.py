@@ -127,7 +127,8 @@ class SemSegEvaluator(DatasetEvaluator):
         )
 
     def _ground_truth(self, inp: Mapping[str, Any], source: str, ignore: int) -> np.ndarray:
-        from panoptic2.data.mappers import read_panoptic_label, read_sem_seg
+        from panoptic2.data.panoptic_label import read_panoptic_label
+        from panoptic2.data.reading import read_sem_seg
         from panoptic2.data.records import load_record_dict
 
         hw = (int(inp["height"]), int(inp["width"]))

@@ -5,7 +5,7 @@
   a NumPy run-length encoding otherwise.
 * :func:`png_unfilter_to_ids` undoes the row filters of an inflated PNG image and computes
   COCO panoptic segment ids (``torch.ops.panoptic2.png_unfilter_to_ids``); it has no
-  fallback, so :mod:`panoptic2.utils.panoptic_png` decodes with OpenCV when
+  fallback, so :mod:`panoptic2.data.panoptic_label` decodes with OpenCV when
   :func:`panoptic2.ops.extension.has_ops` is False.
 
 The kernels are CPU only: they run where PNGs are read and statistics summed. Importing this

@@ -8,9 +8,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .boxes import Boxes
+from .boxes import Boxes, BoxMode
 
-__all__ = ["BitMasks", "masks_to_boxes"]
+__all__ = ["BitMasks", "mask_to_xywh", "masks_to_boxes"]
 
 _Array = TypeVar("_Array", np.ndarray, torch.Tensor)
 
@@ -40,6 +40,19 @@ def masks_to_boxes(masks: _Array) -> _Array:
     if not isinstance(masks, torch.Tensor):
         raise TypeError(f"masks_to_boxes() takes a tensor or numpy array, got {type(masks)}")
     return _masks_to_boxes(masks)
+
+
+def mask_to_xywh(mask: np.ndarray | torch.Tensor) -> list[int]:
+    """The COCO ``bbox`` of one mask: ``[x, y, w, h]`` ints with inclusive pixel extents.
+
+    Args:
+        mask: ``(H, W)`` bool or integer mask.
+
+    Returns:
+        ``[x0, y0, w, h]`` (all zeros for an empty mask), from :func:`masks_to_boxes`.
+    """
+    box = masks_to_boxes(mask[None])[0].tolist()
+    return [int(v) for v in BoxMode.convert(box, BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)]
 
 
 def _masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:

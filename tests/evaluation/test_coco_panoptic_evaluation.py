@@ -17,7 +17,7 @@ from panoptic2.config import get_cfg
 from panoptic2.data import DatasetCatalog, MetadataCatalog
 from panoptic2.data.datasets import register_coco_panoptic
 from panoptic2.data.datasets.shapes import generate_shapes, shapes_metadata
-from panoptic2.data.mappers import read_panoptic_label
+from panoptic2.data.panoptic_label import read_panoptic_label, read_panoptic_png
 from panoptic2.engine.launch import launch
 from panoptic2.evaluation import EVALUATOR_REGISTRY
 from panoptic2.evaluation.coco_panoptic_evaluation import (
@@ -27,7 +27,6 @@ from panoptic2.evaluation.coco_panoptic_evaluation import (
 )
 from panoptic2.evaluation.panoptic_quality import pq_compute
 from panoptic2.utils import comm
-from panoptic2.utils.panoptic_png import read_panoptic_png
 
 from .pq_reference import reference_image_stats, reference_results
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from panoptic2.data.panoptic_label import read_panoptic_png
 from panoptic2.evaluation.panoptic_quality import (
     PQStat,
     format_pq_tables,
@@ -24,7 +25,6 @@ from panoptic2.evaluation.panoptic_quality import (
     pq_stat_single_image,
 )
 from panoptic2.ops import extension, segments
-from panoptic2.utils.panoptic_png import read_panoptic_png
 
 from .pq_reference import (
     CATEGORIES,

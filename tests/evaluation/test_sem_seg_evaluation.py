@@ -12,7 +12,7 @@ from panoptic2.data import DatasetCatalog, MetadataCatalog
 from panoptic2.data.datasets import register_coco_panoptic
 from panoptic2.data.datasets.metadata import get_voc_metadata
 from panoptic2.data.datasets.shapes import generate_shapes, shapes_metadata
-from panoptic2.data.mappers import read_panoptic_label
+from panoptic2.data.panoptic_label import read_panoptic_label
 from panoptic2.evaluation import EVALUATOR_REGISTRY
 from panoptic2.evaluation.sem_seg_evaluation import SemSegEvaluator, semantic_metrics
 

@@ -160,7 +160,7 @@ def test_import_does_not_load_extension() -> None:
     first use only, and the fake kernels are registered with it, once."""
     code = (
         "import sys, panoptic2, panoptic2.ops, panoptic2.ops.extension as e\n"
-        "import panoptic2.modeling.postprocessing, panoptic2.utils.panoptic_png\n"
+        "import panoptic2.modeling.postprocessing, panoptic2.data.panoptic_label\n"
         "import panoptic2.evaluation.panoptic_quality\n"
         "assert 'panoptic2._C' not in sys.modules, 'loaded at import'\n"
         "assert 'panoptic2.ops._fake' not in sys.modules, 'fake kernels imported at import'\n"

@@ -22,7 +22,7 @@ needs_ops = pytest.mark.skipif(
 
 def _raw_rows(height: int, width: int, channels: int) -> torch.Tensor:
     """Random inflated PNG rows (filter byte + pixels); their decoding is checked against
-    an independent encoder in tests/utils/test_panoptic_png.py."""
+    an independent encoder in tests/data/test_panoptic_label.py."""
     rng = np.random.default_rng(0)
     rows = rng.integers(0, 256, size=(height, 1 + width * channels), dtype=np.uint8)
     rows[:, 0] = np.arange(height) % 5  # every filter type

@@ -2,7 +2,7 @@
 
 The pair counting's kernel-vs-fallback cases on PQ inputs stay in
 tests/evaluation/test_panoptic_quality.py and the PNG decoding against encoders in
-tests/utils/test_panoptic_png.py; these check the wrappers themselves.
+tests/data/test_panoptic_label.py; these check the wrappers themselves.
 """
 
 from __future__ import annotations

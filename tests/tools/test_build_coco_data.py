@@ -97,7 +97,8 @@ def test_bad_area_names_image_and_segment(tmp_path):
     with open(path, "w") as f:
         json.dump(data, f)
     with pytest.raises(
-        ValueError, match=r"Image .*val2017/000000000002.jpg, segment 300: .*'area'"
+        ValueError,
+        match=r"000000000002.png' \(image .*val2017/000000000002.jpg\), segment 300: .*'area'",
     ):
         convert_coco_dataset(root, str(tmp_path / "rec"), splits=["val"], num_shards=1)
 

@@ -1,7 +1,7 @@
 // CPU kernel of the COCO panoptic PNG decoder: undoes the PNG row filters of an inflated
 // 8-bit RGB / RGBA image and turns each pixel into its segment id R + 256 G + 256^2 B in the
 // same pass, so no (H, W, 3) intermediate is made. Chunk parsing, CRCs and inflating stay in
-// Python (panoptic2/utils/panoptic_png.py), which uses libdeflate, several times faster than
+// Python (panoptic2/data/panoptic_label.py), which uses libdeflate, several times faster than
 // the zlib inside libpng.
 
 #include <ATen/ATen.h>

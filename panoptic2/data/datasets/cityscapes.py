@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_util
 
+from panoptic2.structures import mask_to_xywh
+
 from .file_checks import dataset_label, read_image_size, require_dir, require_file
 from .validation import validate_dicts
 
@@ -125,18 +127,11 @@ def _instances_from_ids(instance_ids: np.ndarray, label_to_train: Mapping[int, i
         if label is None or not label.hasInstances or label.ignoreInEval:
             continue
         mask = instance_ids == value
-        ys = np.flatnonzero(mask.any(axis=1))
-        xs = np.flatnonzero(mask.any(axis=0))
         rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
         annotations.append(
             {
-                "bbox": [
-                    float(xs[0]),
-                    float(ys[0]),
-                    float(xs[-1] - xs[0] + 1),
-                    float(ys[-1] - ys[0] + 1),
-                ],
+                "bbox": [float(v) for v in mask_to_xywh(mask)],
                 "bbox_mode": "XYWH_ABS",
                 "category_id": int(label_to_train[label_id]),
                 "segmentation": rle,

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from panoptic2.data.panoptic_label import label_from_segments, read_panoptic_png
 from panoptic2.utils.file_io import atomic_write
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..label_space import PANOPTIC_FPN_IGNORE, LabelSpace
 from .coco import load_coco_json
-from .file_checks import dataset_label, read_json, require_dir, require_file, rgb2id
+from .file_checks import dataset_label, read_json, require_dir, require_file
 from .validation import validate_dicts
 
 __all__ = [
@@ -242,11 +243,13 @@ def separate_coco_semantic_from_panoptic(
         The number of PNGs written (0 when all existed).
 
     Raises:
-        ValueError: a segment's category is unknown or a JSON segment is absent from its PNG.
+        ValueError: the PNG and its ``segments_info`` disagree, or a category is unknown
+            (see :func:`~panoptic2.data.panoptic_label.label_from_segments`).
     """
     where = dataset_label(None, panoptic_json)
     data = read_json(panoptic_json, "panoptic JSON", where)
-    id_map = get_panoptic_fpn_stuff_metadata(categories)["sem_seg_dataset_id_to_contiguous_id"]
+    space = LabelSpace.from_categories(categories)
+    stuff_lut = space.panoptic_fpn_lut().astype(np.uint8)
     os.makedirs(sem_seg_root, exist_ok=True)
     written = 0
     for ann in data["annotations"]:
@@ -255,19 +258,16 @@ def separate_coco_semantic_from_panoptic(
             continue
         pan_file = os.path.join(panoptic_root, ann["file_name"])
         require_file(pan_file, "panoptic PNG", where)
-        with Image.open(pan_file) as img:
-            ids = rgb2id(np.asarray(img.convert("RGB")))
-        sem = np.full(ids.shape, PANOPTIC_FPN_IGNORE, dtype=np.uint8)
-        for seg in ann["segments_info"]:
-            if int(seg["category_id"]) not in id_map:
-                raise ValueError(
-                    f"Segment {seg['id']} of '{pan_file}' has unknown category id "
-                    f"{seg['category_id']}."
-                )
-            mask = ids == seg["id"]
-            if not mask.any():
-                raise ValueError(f"Segment {seg['id']} of the JSON is missing from '{pan_file}'.")
-            sem[mask] = id_map[int(seg["category_id"])]
+        label = label_from_segments(
+            read_panoptic_png(pan_file),
+            ann["segments_info"],
+            label_divisor=space.label_divisor,
+            ignore_label=space.ignore_label,
+            thing_ids=space.thing_ids,
+            category_map=space.dataset_id_to_contiguous_id,
+            name=pan_file,
+        )
+        sem = stuff_lut[label // space.label_divisor]
         atomic_write(out, lambda f, sem=sem: Image.fromarray(sem).save(f, format="PNG"))
         written += 1
     logger.info("Wrote %d stuff-only PNGs to %s", written, sem_seg_root)

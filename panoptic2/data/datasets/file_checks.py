@@ -10,7 +10,6 @@ import json
 import os
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 __all__ = [
@@ -20,7 +19,6 @@ __all__ = [
     "read_json",
     "require_dir",
     "require_file",
-    "rgb2id",
 ]
 
 DATASETS_README = "datasets/README.md"
@@ -63,19 +61,6 @@ def read_json(path: str, what: str, where: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"The {what} '{path}' of {where} is not valid JSON: {e}") from e
-
-
-def rgb2id(color: np.ndarray) -> np.ndarray:
-    """Converts a COCO panoptic RGB id map to segment ids.
-
-    Args:
-        color: ``(H, W, 3) uint8`` RGB image.
-
-    Returns:
-        ``(H, W) int64`` ids ``R + 256 * G + 256**2 * B``.
-    """
-    color = np.asarray(color, dtype=np.int64)
-    return color[..., 0] + 256 * color[..., 1] + 256 * 256 * color[..., 2]
 
 
 def read_image_size(path: str) -> tuple[int, int]:

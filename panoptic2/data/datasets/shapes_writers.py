@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from panoptic2.data.panoptic_label import id2rgb, rgb2id
+from panoptic2.structures import mask_to_xywh
 from panoptic2.utils.file_io import atomic_write
 
 from .shapes_render import VOID, Scene
@@ -25,7 +27,6 @@ __all__ = [
     "CityscapesWriter",
     "CocoPanopticWriter",
     "VocWriter",
-    "mask_bbox",
     "mask_to_polygons",
 ]
 
@@ -46,13 +47,6 @@ def _save_json(path: str, obj: Any) -> None:
     _save_bytes(path, json.dumps(obj, indent=None, separators=(",", ":")).encode("utf-8"))
 
 
-def mask_bbox(mask: np.ndarray) -> list[int]:
-    """Tight ``[x, y, w, h]`` box of a non-empty ``(H, W) bool`` mask (pixel units)."""
-    ys, xs = np.nonzero(mask)
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
-
-
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     """COCO polygons tracing the pixel-corner outline of each connected part of a mask.
 
@@ -67,7 +61,7 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     Returns:
         One flat ``[x0, y0, x1, y1, ...]`` list (>= 3 points) per outer contour.
     """
-    x0, y0, w, h = mask_bbox(mask)
+    x0, y0, w, h = mask_to_xywh(mask)
     crop = mask[y0 : y0 + h, x0 : x0 + w].astype(np.uint8)
     up = cv2.resize(crop, (3 * w, 3 * h), interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -111,7 +105,7 @@ class CocoPanopticWriter:
         base = np.asarray(self.cat_by_id[category_id]["color"], np.int64)
         color = base
         while True:
-            seg_id = int(color[0] + 256 * color[1] + 256 * 256 * color[2])
+            seg_id = int(rgb2id(color))
             if seg_id not in used and seg_id != 0:
                 used.add(seg_id)
                 return seg_id
@@ -154,15 +148,14 @@ class CocoPanopticWriter:
                 "category_id": seg.category_id,
                 "iscrowd": seg.iscrowd,
                 "area": int(mask.sum()),
-                "bbox": mask_bbox(mask),
+                "bbox": mask_to_xywh(mask),
             }
             segments_info.append(info)
             if self.cat_by_id[seg.category_id]["isthing"]:
                 self._add_instance(image_id, info, mask)
-        rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], axis=-1).astype(np.uint8)
         _save_image(
             os.path.join(self.output_dir, "annotations", f"panoptic_{self.split}", stem + ".png"),
-            Image.fromarray(rgb),
+            Image.fromarray(id2rgb(pan)),
         )
         self.pan_annotations.append(
             {"image_id": image_id, "file_name": stem + ".png", "segments_info": segments_info}

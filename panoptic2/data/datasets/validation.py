@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .file_checks import rgb2id
+from panoptic2.data.panoptic_label import read_panoptic_png
+from panoptic2.structures import mask_to_xywh
 
 __all__ = [
     "RecordReport",
@@ -69,13 +70,6 @@ def _check_image(record: Mapping[str, Any], report: RecordReport) -> None:
         )
 
 
-def _bbox_of(mask: np.ndarray) -> list[int]:
-    """XYWH box of a boolean mask with inclusive pixel extents (COCO panoptic API style)."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    return [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
-
-
 def check_panoptic_record(record: Mapping[str, Any], meta: Mapping[str, Any]) -> RecordReport:
     """Checks a panoptic record against its image and PNG.
 
@@ -91,18 +85,19 @@ def check_panoptic_record(record: Mapping[str, Any], meta: Mapping[str, Any]) ->
     report = RecordReport()
     _check_image(record, report)
     png_path = record["pan_seg_file_name"]
-    img = _open_image(png_path, "panoptic PNG", report)
-    if img is None:
+    if not os.path.isfile(png_path):
+        report.problems.append(f"panoptic PNG '{png_path}' does not exist")
         return report
-    if img.mode != "RGB":
-        report.problems.append(f"panoptic PNG '{png_path}' has mode {img.mode}, expected RGB")
+    try:
+        ids = read_panoptic_png(png_path)
+    except ValueError as e:  # the message names the file and what is wrong
+        report.problems.append(str(e))
         return report
-    if (img.height, img.width) != (record["height"], record["width"]):
+    if ids.shape != (record["height"], record["width"]):
         report.problems.append(
-            f"panoptic PNG '{png_path}' is {img.height}x{img.width} but its image is "
+            f"panoptic PNG '{png_path}' is {ids.shape[0]}x{ids.shape[1]} but its image is "
             f"{record['height']}x{record['width']}"
         )
-    ids = rgb2id(np.asarray(img))
     report.num_pixels = int(ids.size)
     report.num_void = int((ids == 0).sum())
     png_ids, counts = np.unique(ids, return_counts=True)
@@ -130,7 +125,7 @@ def check_panoptic_record(record: Mapping[str, Any], meta: Mapping[str, Any]) ->
                 f"{where}: area {seg['area']} in the JSON but {png_area[sid]} pixels in the PNG"
             )
         if "bbox" in seg:
-            box = _bbox_of(ids == sid)
+            box = mask_to_xywh(ids == sid)
             if [round(float(v)) for v in seg["bbox"]] != box:
                 report.problems.append(
                     f"{where}: bbox {list(seg['bbox'])} in the JSON but {box} in the PNG"

@@ -7,14 +7,6 @@ from .panoptic_deeplab_targets import (
     panoptic_deeplab_targets_reference,
 )
 from .panoptic_fpn import PanopticFPNMapper, annotation_to_mask
-from .reading import (
-    check_label_size,
-    panoptic_from_segments,
-    read_image,
-    read_panoptic_label,
-    read_sem_seg,
-    rgb2id,
-)
 from .semantic_seg import SemanticSegmentationMapper
 
 __all__ = [
@@ -24,12 +16,6 @@ __all__ = [
     "SegmentationMapperBase",
     "SemanticSegmentationMapper",
     "annotation_to_mask",
-    "check_label_size",
-    "panoptic_from_segments",
     "panoptic_deeplab_targets_reference",
-    "read_image",
-    "read_panoptic_label",
-    "read_sem_seg",
-    "rgb2id",
     "mapper_label_space",
 ]

@@ -9,11 +9,12 @@ import torch
 
 from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
+from panoptic2.data.panoptic_label import read_panoptic_label
+from panoptic2.data.reading import read_image
 from panoptic2.data.transforms import AugInput, Augmentation
 
 from .base import SegmentationMapperBase, mapper_label_space
 from .panoptic_deeplab_targets import PanopticDeepLabTargetGenerator
-from .reading import read_image, read_panoptic_label
 
 __all__ = ["PanopticDeepLabMapper"]
 

@@ -25,11 +25,12 @@ from pycocotools import mask as mask_util
 from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
 from panoptic2.data.label_space import PANOPTIC_FPN_IGNORE, LabelSpace
+from panoptic2.data.panoptic_label import read_panoptic_label
+from panoptic2.data.reading import read_image, read_sem_seg
 from panoptic2.data.transforms import AugInput, Augmentation
 from panoptic2.structures import BitMasks, Boxes, Instances, masks_to_boxes
 
 from .base import SegmentationMapperBase, mapper_label_space
-from .reading import read_image, read_panoptic_label, read_sem_seg
 
 __all__ = ["PanopticFPNMapper", "annotation_to_mask"]
 

@@ -9,10 +9,10 @@ import torch
 
 from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
+from panoptic2.data.reading import read_image, read_sem_seg
 from panoptic2.data.transforms import AugInput, Augmentation
 
 from .base import SegmentationMapperBase, mapper_label_space
-from .reading import read_image, read_sem_seg
 
 __all__ = ["SemanticSegmentationMapper"]
 

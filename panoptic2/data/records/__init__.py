@@ -18,7 +18,6 @@ from .dataset import (
     register_records,
 )
 from .example import encode_example, parse_example
-from .panoptic_label import generate_panoptic_label, read_panoptic_png
 from .segmentation import (
     LABEL_FORMATS,
     PANOPTIC_LABEL_FORMATS,
@@ -53,13 +52,11 @@ __all__ = [
     "encode_panoptic_label",
     "encode_record",
     "expand_record_files",
-    "generate_panoptic_label",
     "index_record_files",
     "load_record_dict",
     "load_record_dicts",
     "masked_crc32c",
     "parse_example",
-    "read_panoptic_png",
     "read_record_at",
     "read_record_file",
     "register_records",

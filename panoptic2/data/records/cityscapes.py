@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from panoptic2.data.datasets.metadata import get_cityscapes_metadata
+from panoptic2.data.label_space import LabelSpace
+from panoptic2.data.panoptic_label import label_from_segments, read_panoptic_png
 
 from .example import encode_example
-from .panoptic_label import generate_panoptic_label, read_panoptic_png
 from .segmentation import create_segmentation_features, encode_panoptic_label
 from .writer import write_sharded_records
 
@@ -35,8 +36,6 @@ __all__ = ["CITYSCAPES_SPLITS", "convert_cityscapes_dataset", "list_cityscapes_i
 logger = logging.getLogger(__name__)
 
 CITYSCAPES_SPLITS = ("train", "val", "test")
-CITYSCAPES_LABEL_DIVISOR = 1000
-CITYSCAPES_IGNORE_LABEL = 255
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 _SEMANTIC_SUFFIX = "_gtFine_labelTrainIds.png"
 
@@ -124,8 +123,7 @@ def _read_bytes(path: str, what: str) -> bytes:
 
 def _cityscapes_example(
     item: _CityscapesItem,
-    thing_ids: frozenset[int],
-    num_classes: int,
+    label_space: LabelSpace,
     treat_crowd_as_ignore: bool,
     label_format: str,
 ) -> bytes:
@@ -133,15 +131,17 @@ def _cityscapes_example(
     image_data = _read_bytes(item.image_path, "image")
     label_data, fmt = None, None
     if item.label_path is not None and item.segments is not None:
-        panoptic = generate_panoptic_label(
+        panoptic = label_from_segments(
             read_panoptic_png(item.label_path),
             item.segments,
-            id_mapping={i: i for i in range(num_classes)},
-            thing_ids=thing_ids,
-            label_divisor=CITYSCAPES_LABEL_DIVISOR,
-            ignore_label=CITYSCAPES_IGNORE_LABEL,
-            treat_crowd_as_ignore=treat_crowd_as_ignore,
-            image_name=item.image_path,
+            label_divisor=label_space.label_divisor,
+            ignore_label=label_space.ignore_label,
+            thing_ids=label_space.thing_ids,
+            category_map=label_space.dataset_id_to_contiguous_id,
+            crowd_as_ignore=treat_crowd_as_ignore,
+            check_areas=True,
+            name=item.label_path,
+            context=f" (image {item.image_path})",
         )
         label_data, fmt = encode_panoptic_label(panoptic, label_format), label_format
     elif item.label_path is not None:
@@ -183,11 +183,9 @@ def convert_cityscapes_dataset(
         ValueError: bad annotations; each message names the image and segment.
         FileNotFoundError: no split found at all, or a missing file.
     """
-    meta = get_cityscapes_metadata()
     example_fn = functools.partial(
         _cityscapes_example,
-        thing_ids=frozenset(meta["thing_ids"]),
-        num_classes=meta["num_classes"],
+        label_space=LabelSpace.from_metadata(get_cityscapes_metadata()),
         treat_crowd_as_ignore=treat_crowd_as_ignore,
         label_format=label_format,
     )

@@ -22,10 +22,10 @@ import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from panoptic2.data.datasets.metadata import get_coco_panoptic_metadata
+from panoptic2.data.label_space import LabelSpace
+from panoptic2.data.panoptic_label import label_from_segments, read_panoptic_png
 
 from .example import encode_example
-from .panoptic_label import generate_panoptic_label, read_panoptic_png
 from .segmentation import create_segmentation_features, encode_panoptic_label
 from .writer import write_sharded_records
 
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 COCO_SPLITS = ("train", "val", "test")
 COCO_LABEL_DIVISOR = 256
-COCO_IGNORE_LABEL = 0
 
 
 class _CocoItem(NamedTuple):
@@ -45,11 +44,6 @@ class _CocoItem(NamedTuple):
     stem: str
     label_path: str | None
     segments: list[dict] | None
-
-
-class _LabelSpace(NamedTuple):
-    id_mapping: dict[int, int]
-    thing_ids: frozenset[int]
 
 
 def _read_json(path: str, dataset: str) -> dict:
@@ -62,7 +56,7 @@ def _read_json(path: str, dataset: str) -> dict:
         raise ValueError(f"{dataset}: annotation file {path} is not valid JSON: {e}") from e
 
 
-def list_coco_items(coco_root: str, split: str) -> tuple[list[_CocoItem], _LabelSpace | None]:
+def list_coco_items(coco_root: str, split: str) -> tuple[list[_CocoItem], LabelSpace | None]:
     """Lists the images of a split (sorted) with their panoptic annotations.
 
     Args:
@@ -85,12 +79,7 @@ def list_coco_items(coco_root: str, split: str) -> tuple[list[_CocoItem], _Label
         ], None
     json_path = os.path.join(coco_root, "annotations", f"panoptic_{split}2017.json")
     data = _read_json(json_path, dataset)
-    meta = get_coco_panoptic_metadata(data["categories"])
-    id_mapping = {
-        **meta["thing_dataset_id_to_contiguous_id"],
-        **meta["stuff_dataset_id_to_contiguous_id"],
-    }
-    label_space = _LabelSpace(id_mapping, frozenset(meta["thing_ids"]))
+    label_space = LabelSpace.from_categories(data["categories"], label_divisor=COCO_LABEL_DIVISOR)
     label_dir = os.path.join(coco_root, "annotations", f"panoptic_{split}2017")
     annotations: dict[str, tuple[str, list[dict]]] = {}
     seen_ids: set[Any] = set()
@@ -112,7 +101,7 @@ def list_coco_items(coco_root: str, split: str) -> tuple[list[_CocoItem], _Label
 
 def _coco_example(
     item: _CocoItem,
-    label_space: _LabelSpace | None,
+    label_space: LabelSpace | None,
     treat_crowd_as_ignore: bool,
     label_format: str,
 ) -> bytes:
@@ -124,15 +113,17 @@ def _coco_example(
         raise FileNotFoundError(f"COCO image {item.image_path} does not exist.") from None
     label_data = None
     if item.label_path is not None and label_space is not None:
-        panoptic = generate_panoptic_label(
+        panoptic = label_from_segments(
             read_panoptic_png(item.label_path),
             item.segments or [],
-            id_mapping=label_space.id_mapping,
+            label_divisor=label_space.label_divisor,
+            ignore_label=label_space.ignore_label,
             thing_ids=label_space.thing_ids,
-            label_divisor=COCO_LABEL_DIVISOR,
-            ignore_label=COCO_IGNORE_LABEL,
-            treat_crowd_as_ignore=treat_crowd_as_ignore,
-            image_name=item.image_path,
+            category_map=label_space.dataset_id_to_contiguous_id,
+            crowd_as_ignore=treat_crowd_as_ignore,
+            check_areas=True,
+            name=item.label_path,
+            context=f" (image {item.image_path})",
         )
         label_data = encode_panoptic_label(panoptic, label_format)
     features = create_segmentation_features(

@@ -12,8 +12,8 @@ from panoptic2.data.mappers import (
     PanopticDeepLabTargetGenerator,
     PanopticFPNMapper,
     SemanticSegmentationMapper,
-    panoptic_from_segments,
 )
+from panoptic2.data.panoptic_label import label_from_segments
 from panoptic2.data.transforms import RandomFlip
 from panoptic2.structures import Instances
 
@@ -59,43 +59,14 @@ def _gen():
     return PanopticDeepLabTargetGenerator(0, [1, 2], 256, sigma=1, small_instance_area=20)
 
 
-def test_panoptic_from_segments_numbering(files):
+def test_label_of_the_hand_built_files(files):
     d, _, _, ids = files
-    pan = panoptic_from_segments(
+    pan = label_from_segments(
         ids, d["segments_info"], label_divisor=256, ignore_label=0, thing_ids=[1, 2]
     )
     assert pan.dtype == np.int32
     assert pan[0, 0] == 0 and pan[1, 0] == 5 * 256
     assert pan[3, 3] == 1 * 256 + 1 and pan[8, 10] == 1 * 256 + 2 and pan[8, 2] == 2 * 256
-
-
-@pytest.mark.parametrize(
-    "id_dtype, largest_id",
-    # PNG ids (the lookup table), the same as int64, and ids beyond it (searchsorted).
-    [(np.uint32, (1 << 24) - 1), (np.int64, (1 << 24) - 1), (np.int64, 1 << 40)],
-)
-def test_panoptic_from_segments_equals_a_per_segment_loop(id_dtype, largest_id):
-    rng = np.random.default_rng(5)
-    segment_ids = [largest_id, *rng.choice(np.arange(1, 1 << 20), size=11, replace=False)]
-    ids = np.repeat(rng.choice([0, *segment_ids], size=(10, 6)), 4, axis=1).astype(id_dtype)
-    present = set(np.unique(ids).tolist()) - {0}
-    segments = [
-        {"id": int(v), "category_id": k % 4 + 1, "iscrowd": int(k % 5 == 4)}
-        for k, v in enumerate(segment_ids)
-        if v in present
-    ]
-    thing_ids = {1, 2}
-    expected = np.full(ids.shape, 255 * 1000)
-    counters: dict[int, int] = {}
-    for seg in segments:
-        instance = 0
-        if seg["category_id"] in thing_ids and not seg["iscrowd"]:
-            instance = counters[seg["category_id"]] = counters.get(seg["category_id"], 0) + 1
-        expected[ids == seg["id"]] = seg["category_id"] * 1000 + instance
-    got = panoptic_from_segments(
-        ids, segments, label_divisor=1000, ignore_label=255, thing_ids=thing_ids
-    )
-    assert got.dtype == np.int32 and np.array_equal(got, expected)
 
 
 def test_semantic_mapper(files):
@@ -144,7 +115,7 @@ def test_panoptic_deeplab_mapper(files):
     assert out["center_weights"][8, 2] == 0  # crowd
     assert out["sem_seg_weights"][3, 3] == 3  # 16 px < 20: small
     # Decoded arrays (from the record reader) skip the file reads and give the same result.
-    pan = panoptic_from_segments(
+    pan = label_from_segments(
         ids, d["segments_info"], label_divisor=256, ignore_label=0, thing_ids=[1, 2]
     )
     decoded = {"image": image, "panoptic_label": pan, "file_name": "x", "image_id": 1}
@@ -219,7 +190,7 @@ def test_label_errors(files, tmp_path):
     extra = dict(
         d, segments_info=d["segments_info"] + [{"id": 4242, "category_id": 1, "iscrowd": 0}]
     )
-    with pytest.raises(ValueError, match=r"4242.*pan.png"):
+    with pytest.raises(ValueError, match=r"pan.png.*segment 4242 .*missing from the PNG"):
         mapper(extra)
     fewer = dict(d, segments_info=d["segments_info"][1:])
     with pytest.raises(ValueError, match=r"pan.png.*\[300\]"):
