@@ -20,8 +20,8 @@ from unittest import mock
 import torch
 
 from panoptic2.modeling.postprocessing import get_panoptic_segmentation
-from panoptic2.modeling.postprocessing.synthetic import make_panoptic_deeplab_outputs
 from panoptic2.ops import extension
+from panoptic2.testing.synthetic import make_panoptic_deeplab_outputs
 
 THING_IDS = list(range(11, 19))  # Cityscapes train ids 11..18 are the 8 thing classes
 

@@ -5,7 +5,7 @@ PNGs: stuff bands, overlapping thing instances, crowd, void; the prediction is a
 partly relabelled copy) to a temporary folder, then times, single process, image by image
 and interleaved (so every path sees the same machine load):
 
-1. Per-image statistics, PNG decode included (issue 5's acceptance):
+1. Per-image statistics, PNG decode included:
 
    * ``reference``: panopticapi's ``pq_compute_single_core`` written out plainly (PIL decode
      of both PNGs, ``rgb2id``, ``np.unique`` over 64-bit pixel pairs, dict loops);
@@ -16,7 +16,7 @@ and interleaved (so every path sees the same machine load):
      pixel pairs are counted in C++ (the script says which paths ran);
    * ``tool``: ``tools/evaluate_panoptic.py``'s per-image path: decode both PNGs + statistics.
 
-2. End to end, the comparison of the issue's "Why": Detectron2's ``COCOPanopticEvaluator``
+2. End to end, what a Detectron2 user runs today: Detectron2's ``COCOPanopticEvaluator``
    encodes each prediction to a PNG in ``process`` (PIL, after ``np.unique`` for the
    segments), and its ``evaluate`` writes the PNGs and runs panopticapi's ``pq_compute``
    (decode both PNGs + statistics per image; timed here single-core, the JSON files

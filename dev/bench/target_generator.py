@@ -15,10 +15,8 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from panoptic2.data.mappers.panoptic_deeplab_targets import (
-    PanopticDeepLabTargetGenerator,
-    panoptic_deeplab_targets_reference,
-)
+from panoptic2.data.mappers.panoptic_deeplab_targets import PanopticDeepLabTargetGenerator
+from panoptic2.testing.references import panoptic_deeplab_targets_reference
 
 # (name, height, width, instances, label_divisor, ignore_label, stuff ids, thing ids)
 CASES = [

@@ -1,2 +1,7 @@
-"""Small helpers for tests and examples (toy model and dataset). Nothing here is imported
-by the framework itself; ``panoptic2.testing.toy`` registers its pieces when imported."""
+"""Helpers for tests, benchmarks and examples; the framework itself never imports them.
+
+* :mod:`.toy`: a toy plugin (dataset, model, evaluator, config keys) that trains in seconds;
+  importing it registers its pieces.
+* :mod:`.synthetic`: synthetic Panoptic-DeepLab network outputs for post-processing tests.
+* :mod:`.references`: plain reference implementations the fast code is compared with.
+"""

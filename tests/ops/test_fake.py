@@ -12,8 +12,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from panoptic2.modeling.postprocessing import find_instance_center
-from panoptic2.modeling.postprocessing.synthetic import make_panoptic_deeplab_outputs
 from panoptic2.ops import extension
+from panoptic2.testing.synthetic import make_panoptic_deeplab_outputs
 
 needs_ops = pytest.mark.skipif(
     not extension.has_ops(), reason="panoptic2._C is not built (python setup.py build_ext)"

@@ -10,12 +10,12 @@ import torch
 
 from panoptic2 import ops
 from panoptic2.modeling.postprocessing import find_instance_center
-from panoptic2.modeling.postprocessing.synthetic import make_panoptic_deeplab_outputs
 from panoptic2.ops import extension, uses_kernels
 from panoptic2.ops._reference import (
     group_pixels_reference,
     merge_semantic_and_instance_reference,
 )
+from panoptic2.testing.synthetic import make_panoptic_deeplab_outputs
 
 needs_ops = pytest.mark.skipif(
     not extension.has_ops(), reason="panoptic2._C is not built (python setup.py build_ext)"

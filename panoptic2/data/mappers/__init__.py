@@ -2,10 +2,7 @@
 
 from .base import SegmentationMapperBase, mapper_label_space
 from .panoptic_deeplab import PanopticDeepLabMapper
-from .panoptic_deeplab_targets import (
-    PanopticDeepLabTargetGenerator,
-    panoptic_deeplab_targets_reference,
-)
+from .panoptic_deeplab_targets import PanopticDeepLabTargetGenerator
 from .panoptic_fpn import PanopticFPNMapper, annotation_to_mask
 from .semantic_seg import SemanticSegmentationMapper
 
@@ -16,6 +13,5 @@ __all__ = [
     "SegmentationMapperBase",
     "SemanticSegmentationMapper",
     "annotation_to_mask",
-    "panoptic_deeplab_targets_reference",
     "mapper_label_space",
 ]

@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 
-from panoptic2.data.mappers.panoptic_deeplab_targets import (
-    PanopticDeepLabTargetGenerator,
-    panoptic_deeplab_targets_reference,
-)
+from panoptic2.data.mappers.panoptic_deeplab_targets import PanopticDeepLabTargetGenerator
+from panoptic2.testing.references import panoptic_deeplab_targets_reference
 
 DIV, IGNORE, THINGS = 1000, 255, [11, 12, 13]
 

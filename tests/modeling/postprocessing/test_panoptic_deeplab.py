@@ -10,8 +10,8 @@ from panoptic2.modeling.postprocessing import (
     group_pixels,
     merge_semantic_and_instance,
 )
-from panoptic2.modeling.postprocessing.synthetic import make_panoptic_deeplab_outputs
 from panoptic2.ops import extension
+from panoptic2.testing.synthetic import make_panoptic_deeplab_outputs
 
 THINGS = list(range(11, 19))
 

@@ -1,8 +1,8 @@
-"""Tests of panoptic2/modeling/postprocessing/synthetic.py."""
+"""Tests of panoptic2/testing/synthetic.py."""
 
 import torch
 
-from panoptic2.modeling.postprocessing.synthetic import make_panoptic_deeplab_outputs
+from panoptic2.testing.synthetic import make_panoptic_deeplab_outputs
 
 
 def test_synthetic_outputs_are_deterministic_and_well_formed():
