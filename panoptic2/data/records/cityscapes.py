@@ -25,10 +25,13 @@ from typing import NamedTuple
 
 from panoptic2.data.datasets.metadata import get_cityscapes_metadata
 from panoptic2.data.label_space import LabelSpace
-from panoptic2.data.panoptic_label import label_from_segments, read_panoptic_png
 
 from .example import encode_example
-from .segmentation import create_segmentation_features, encode_panoptic_label
+from .segmentation import (
+    create_segmentation_features,
+    encode_panoptic_label,
+    panoptic_label_of,
+)
 from .writer import write_sharded_records
 
 __all__ = ["CITYSCAPES_SPLITS", "convert_cityscapes_dataset", "list_cityscapes_items"]
@@ -131,17 +134,12 @@ def _cityscapes_example(
     image_data = _read_bytes(item.image_path, "image")
     label_data, fmt = None, None
     if item.label_path is not None and item.segments is not None:
-        panoptic = label_from_segments(
-            read_panoptic_png(item.label_path),
+        panoptic = panoptic_label_of(
+            item.label_path,
             item.segments,
-            label_divisor=label_space.label_divisor,
-            ignore_label=label_space.ignore_label,
-            thing_ids=label_space.thing_ids,
-            category_map=label_space.dataset_id_to_contiguous_id,
-            crowd_as_ignore=treat_crowd_as_ignore,
-            check_areas=True,
-            name=item.label_path,
-            context=f" (image {item.image_path})",
+            label_space,
+            treat_crowd_as_ignore=treat_crowd_as_ignore,
+            image_path=item.image_path,
         )
         label_data, fmt = encode_panoptic_label(panoptic, label_format), label_format
     elif item.label_path is not None:

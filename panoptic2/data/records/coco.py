@@ -23,10 +23,13 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from panoptic2.data.label_space import LabelSpace
-from panoptic2.data.panoptic_label import label_from_segments, read_panoptic_png
 
 from .example import encode_example
-from .segmentation import create_segmentation_features, encode_panoptic_label
+from .segmentation import (
+    create_segmentation_features,
+    encode_panoptic_label,
+    panoptic_label_of,
+)
 from .writer import write_sharded_records
 
 __all__ = ["COCO_SPLITS", "convert_coco_dataset", "list_coco_items"]
@@ -113,17 +116,12 @@ def _coco_example(
         raise FileNotFoundError(f"COCO image {item.image_path} does not exist.") from None
     label_data = None
     if item.label_path is not None and label_space is not None:
-        panoptic = label_from_segments(
-            read_panoptic_png(item.label_path),
+        panoptic = panoptic_label_of(
+            item.label_path,
             item.segments or [],
-            label_divisor=label_space.label_divisor,
-            ignore_label=label_space.ignore_label,
-            thing_ids=label_space.thing_ids,
-            category_map=label_space.dataset_id_to_contiguous_id,
-            crowd_as_ignore=treat_crowd_as_ignore,
-            check_areas=True,
-            name=item.label_path,
-            context=f" (image {item.image_path})",
+            label_space,
+            treat_crowd_as_ignore=treat_crowd_as_ignore,
+            image_path=item.image_path,
         )
         label_data = encode_panoptic_label(panoptic, label_format)
     features = create_segmentation_features(

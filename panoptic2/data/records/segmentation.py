@@ -33,11 +33,15 @@ panoptic2 reads them; keep ``raw`` for records that DeepLab2 must consume.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from panoptic2.data.label_space import LabelSpace
+from panoptic2.data.panoptic_label import label_from_segments, read_panoptic_png
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -55,6 +59,7 @@ __all__ = [
     "decode_label",
     "decode_panoptic_record",
     "encode_panoptic_label",
+    "panoptic_label_of",
 ]
 
 KEY_ENCODED_IMAGE = "image/encoded"
@@ -73,6 +78,41 @@ LABEL_FORMATS = (*PANOPTIC_LABEL_FORMATS, "png")
 
 # PIL format names of the image formats, for re-encoding non-RGB images.
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG"}
+
+
+def panoptic_label_of(
+    label_path: str,
+    segments: Sequence[Mapping[str, Any]],
+    label_space: LabelSpace,
+    *,
+    treat_crowd_as_ignore: bool,
+    image_path: str,
+) -> np.ndarray:
+    """DeepLab2's panoptic label of one image from its COCO-format annotation.
+
+    Args:
+        label_path: the panoptic PNG.
+        segments: its ``segments_info``, with the dataset's own category ids and areas.
+        label_space: the dataset's label space (maps categories, gives divisor and void).
+        treat_crowd_as_ignore: crowd thing pixels become void.
+        image_path: the image, named in errors.
+
+    Returns:
+        ``(H, W)`` int32 ``contiguous_id * label_divisor + instance``; see
+        :func:`~panoptic2.data.panoptic_label.label_from_segments` (areas are checked).
+    """
+    return label_from_segments(
+        read_panoptic_png(label_path),
+        segments,
+        label_divisor=label_space.label_divisor,
+        ignore_label=label_space.ignore_label,
+        thing_ids=label_space.thing_ids,
+        category_map=label_space.dataset_id_to_contiguous_id,
+        crowd_as_ignore=treat_crowd_as_ignore,
+        check_areas=True,
+        name=label_path,
+        context=f" (image {image_path})",
+    )
 
 
 def encode_panoptic_label(panoptic: np.ndarray, label_format: str = "raw") -> bytes:
