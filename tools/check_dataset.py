@@ -37,6 +37,24 @@ def _class_name(meta: dict[str, Any], category_id: int) -> str:
     return str(category_id)
 
 
+def _duplicates(dicts: Sequence[dict]) -> list[str]:
+    """Image ids and image files that two records share (any reader, custom ones too)."""
+    problems = []
+    for key in ("image_id", "file_name"):
+        first: dict[Any, int] = {}
+        for index, record in enumerate(dicts):
+            value = record.get(key)
+            if value is None:
+                continue
+            if value in first:
+                problems.append(
+                    f"{key} {value!r} appears twice: records {first[value]} and {index}"
+                )
+            else:
+                first[value] = index
+    return problems
+
+
 def check_dataset(name: str, max_images: int | None = None, progress: bool = True) -> dict:
     """Checks ``name`` and returns the statistics and the problems found.
 
@@ -52,16 +70,19 @@ def check_dataset(name: str, max_images: int | None = None, progress: bool = Tru
     problems: list[str] = []
     try:
         dicts = DatasetCatalog.get(name)
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # any failure of a reader is a finding, never a traceback
+        expected = isinstance(e, (OSError, ValueError))
+        reason = str(e) if expected else f"{type(e).__name__}: {e}"
         return {
             "images": 0,
             "checked": 0,
             "segments": collections.Counter(),
             "crowd": 0,
             "void_fraction": float("nan"),
-            "problems": [f"loading failed: {e}"],
+            "problems": [f"loading failed: {reason}"],
         }
     meta = MetadataCatalog.get(name).as_dict()
+    problems += _duplicates(dicts)
     records = dicts if max_images is None else dicts[:max_images]
     segments: collections.Counter = collections.Counter()
     crowd = pixels = void = 0
@@ -71,7 +92,14 @@ def check_dataset(name: str, max_images: int | None = None, progress: bool = Tru
         for obj in objs:
             segments[_class_name(meta, obj["category_id"])] += 1
             crowd += int(obj.get("iscrowd", 0))
-        report = check_record(record, meta)
+        try:
+            report = check_record(record, meta)
+        except Exception as e:  # a malformed record must not stop the whole check
+            problems.append(
+                f"record of image {record.get('image_id')!r} ('{record.get('file_name')}') "
+                f"cannot be checked: {type(e).__name__}: {e}"
+            )
+            continue
         problems += report.problems
         pixels += report.num_pixels
         void += report.num_void

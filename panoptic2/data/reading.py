@@ -16,7 +16,19 @@ from PIL import Image, UnidentifiedImageError
 
 from panoptic2.utils.file_io import PathManager
 
-__all__ = ["check_label_size", "describe_record", "read_image", "read_sem_seg"]
+__all__ = [
+    "SizeMismatchError",
+    "check_image_size",
+    "check_label_size",
+    "check_label_values",
+    "describe_record",
+    "read_image",
+    "read_sem_seg",
+]
+
+
+class SizeMismatchError(ValueError):
+    """An image's size differs from its dataset dict or its label (Detectron2's name)."""
 
 
 def describe_record(dataset_dict: Mapping[str, Any]) -> str:
@@ -70,15 +82,67 @@ def read_image(dataset_dict: dict[str, Any], image_format: str = "RGB") -> np.nd
         path = dataset_dict["file_name"]
         # convert("RGB") also turns grayscale / palette / CMYK images into 3 channels.
         image = np.asarray(_open(path, "Image", dataset_dict).convert("RGB"))
+    check_image_size(dataset_dict, image)
     return np.ascontiguousarray(image[:, :, ::-1]) if image_format == "BGR" else image
 
 
-def check_label_size(
-    label: np.ndarray, image_hw: tuple[int, int], path: str, dataset_dict: dict[str, Any]
+def check_image_size(dataset_dict: Mapping[str, Any], image: np.ndarray) -> None:
+    """Raises :class:`SizeMismatchError` when the image's size differs from the dict's.
+
+    Outputs are resized to the dict's ``height``/``width`` and labels are checked against
+    the image, so a wrong size in a JSON would otherwise go unnoticed in training and
+    evaluation alike.
+
+    Args:
+        dataset_dict: a dataset dict; without ``height``/``width`` there is nothing to check.
+        image: ``(H, W, ...)`` decoded image.
+    """
+    expected = (dataset_dict.get("height"), dataset_dict.get("width"))
+    if None in expected:
+        return
+    h, w = image.shape[:2]
+    if (int(expected[0]), int(expected[1])) != (h, w):
+        raise SizeMismatchError(
+            f"Image '{dataset_dict.get('file_name')}' is {w}x{h} (WxH) but its dataset dict "
+            f"says {expected[1]}x{expected[0]}{describe_record(dataset_dict)}"
+        )
+
+
+def check_label_values(
+    semantic: np.ndarray,
+    num_classes: int,
+    ignore_label: int,
+    path: str,
+    dataset_dict: Mapping[str, Any],
 ) -> None:
-    """Raises ValueError naming ``path`` when a label's size differs from the image's."""
-    if label.shape[:2] != tuple(image_hw):
+    """Raises ValueError naming ``path`` when a semantic label lies outside the classes.
+
+    Without it, a stray value fails deep in the loss (``Target 50 is out of bounds``) with
+    no file named, or, below the ignore label, trains a wrong class silently.
+
+    Args:
+        semantic: ``(H, W)`` integer class ids.
+        num_classes: valid ids are ``0..num_classes - 1``.
+        ignore_label: the one other allowed value.
+        path: the label file, for the message.
+        dataset_dict: the sample's dict, for the message.
+    """
+    bad = ((semantic < 0) | (semantic >= num_classes)) & (semantic != ignore_label)
+    if bad.any():
+        values = np.unique(semantic[bad])[:10].tolist()
         raise ValueError(
+            f"Label '{path}'{describe_record(dataset_dict)} has class ids {values} outside "
+            f"0..{num_classes - 1} and the ignore label {ignore_label}"
+        )
+
+
+def check_label_size(
+    label: np.ndarray, image_hw: tuple[int, int], path: str, dataset_dict: Mapping[str, Any]
+) -> None:
+    """Raises :class:`SizeMismatchError` naming ``path`` when a label's size differs from
+    the image's."""
+    if label.shape[:2] != tuple(image_hw):
+        raise SizeMismatchError(
             f"Label '{path}' has size {label.shape[1]}x{label.shape[0]} (WxH) but its image "
             f"'{dataset_dict.get('file_name')}' is {image_hw[1]}x{image_hw[0]}{describe_record(dataset_dict)}"
         )

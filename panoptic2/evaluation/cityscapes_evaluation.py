@@ -42,7 +42,7 @@ from tabulate import tabulate
 
 from panoptic2.config import configurable
 from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
-from panoptic2.data.panoptic_label import write_panoptic_png
+from panoptic2.data.panoptic_label import check_segments, read_panoptic_png, write_panoptic_png
 from panoptic2.layers.argmax import argmax_over_classes
 from panoptic2.utils import comm
 from panoptic2.utils.file_io import atomic_write
@@ -60,6 +60,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _IMAGE_SUFFIX = "_leftImg8bit"
+# PIL modes of the ground truth the official scripts read correctly: 8-bit label ids, and
+# 16- or 32-bit instance ids (labelId * 1000 + k).
+_LABEL_ID_MODES = ("L",)
+_INSTANCE_ID_MODES = ("I", "I;16", "I;16B")
+# Private key of a prediction record: the image size, for checking the ground truth.
+_SIZE_KEY = "_size"
 
 
 def cityscapes_stem(file_name: str) -> str:
@@ -70,10 +76,11 @@ def cityscapes_stem(file_name: str) -> str:
 
 @contextlib.contextmanager
 def _official_script(what: str, dataset_name: str) -> Iterator[io.StringIO]:
-    """Captures the script's prints (logged at debug) and turns its ``sys.exit`` into an error.
+    """Captures the script's prints (logged at debug) and turns its failures into errors.
 
     ``cityscapesscripts`` reports problems with ``printError``, which prints and exits the
-    process; inside a training job that must become an exception naming the dataset.
+    process; inside a training job that must become an exception naming the dataset. Any
+    other exception of the script is re-raised with the dataset named too.
     """
     out = io.StringIO()
     try:
@@ -84,9 +91,45 @@ def _official_script(what: str, dataset_name: str) -> Iterator[io.StringIO]:
         raise RuntimeError(
             f"cityscapesscripts' {what} failed on dataset {dataset_name!r}:\n{tail}"
         ) from e
+    except _GroundTruthError:
+        raise
+    except Exception as e:
+        raise RuntimeError(
+            f"cityscapesscripts' {what} failed on dataset {dataset_name!r}: {type(e).__name__}: {e}"
+        ) from e
     finally:
         if out.getvalue():
             logger.debug("cityscapesscripts %s output:\n%s", what, out.getvalue())
+
+
+class _GroundTruthError(ValueError):
+    """A ground-truth file the official scripts would misread, named with its image."""
+
+
+@contextlib.contextmanager
+def _naming_each_pair(cs_eval: types.ModuleType, dataset_name: str) -> Iterator[None]:
+    """Makes the pixel-level script's per-image ``evaluatePair`` name the image it failed on.
+
+    The script evaluates image after image and its errors (``printError`` exits, numpy
+    errors) do not say which image; the wrapper re-raises them with both file names.
+    """
+    original = cs_eval.evaluatePair
+
+    def evaluate_pair(prediction: str, ground_truth: str, *args: Any) -> Any:
+        try:
+            return original(prediction, ground_truth, *args)
+        except (Exception, SystemExit) as e:
+            raise _GroundTruthError(
+                f"Dataset {dataset_name!r}: the official pixel-level evaluation failed on "
+                f"ground truth '{ground_truth}' (prediction '{prediction}'): "
+                f"{type(e).__name__}: {e}"
+            ) from e
+
+    cs_eval.evaluatePair = evaluate_pair
+    try:
+        yield
+    finally:
+        cs_eval.evaluatePair = original
 
 
 class _NumpyCompat:
@@ -249,6 +292,35 @@ class CityscapesEvaluator(DatasetEvaluator):
         args.colorized = False
         return args
 
+    def _check_gt_image(
+        self, path: str, stem: str, size: tuple[int, int], modes: tuple[str, ...]
+    ) -> None:
+        """Decodes a ground-truth PNG the script will read and checks it against the image.
+
+        Args:
+            path: the ground-truth PNG.
+            stem: the image's Cityscapes id, for messages.
+            size: ``(height, width)`` of the image (and of its prediction).
+            modes: the PIL modes the script reads correctly.
+
+        Raises:
+            ValueError: the file cannot be decoded (e.g. truncated), has another mode or
+                another size; the message names the file, the image and the dataset.
+        """
+        where = f"Ground truth '{path}' of image '{stem}' (dataset {self._dataset_name!r})"
+        try:
+            with Image.open(path) as img:
+                img.load()  # decode now: a truncated file fails here, named
+                mode, (width, height) = img.mode, img.size
+        except (OSError, SyntaxError, ValueError) as e:
+            raise _GroundTruthError(f"{where} cannot be decoded: {e}") from None
+        if mode not in modes:
+            raise _GroundTruthError(f"{where} has PIL mode {mode!r}, expected one of {modes}")
+        if (height, width) != tuple(size):
+            raise _GroundTruthError(
+                f"{where} is {width}x{height} (WxH) but the image is {size[1]}x{size[0]}"
+            )
+
     def _gt_file(self, stem: str, suffix: str) -> str:
         gt_dir = self._gt_dir
         if not gt_dir:
@@ -288,7 +360,7 @@ class CityscapesSemSegEvaluator(CityscapesEvaluator):
             pred = argmax_over_classes(out["sem_seg"]).cpu().numpy()
             label_ids = self._label_id_lut(out["sem_seg"].shape[0])[pred]
             _save_png(os.path.join(self._pred_dir, stem + "_pred.png"), label_ids)
-            self._records.append(stem)
+            self._records.append((stem, tuple(label_ids.shape)))
 
     def compute_metrics(self, states: list[list[Any]]) -> dict[str, Any]:
         stems = self._all_records(states)
@@ -298,14 +370,19 @@ class CityscapesSemSegEvaluator(CityscapesEvaluator):
         args.evalInstLevelScore = True
         args.evalPixelAccuracy = False
         args.bold = args.nocol = ""
-        stems = sorted(set(stems))
+        sizes = dict(stems)
+        stems = sorted(sizes)
         gts = [self._gt_file(s, "_gtFine_labelIds.png") for s in stems]
-        for s in stems:  # its instance scores also read the instanceIds PNG
-            self._gt_file(s, "_gtFine_instanceIds.png")
+        for stem, gt in zip(stems, gts):
+            self._check_gt_image(gt, stem, sizes[stem], _LABEL_ID_MODES)
+            # Its instance scores also read the instanceIds PNG.
+            instance_gt = self._gt_file(stem, "_gtFine_instanceIds.png")
+            self._check_gt_image(instance_gt, stem, sizes[stem], _INSTANCE_ID_MODES)
         preds = [os.path.join(self._pred_dir, s + "_pred.png") for s in stems]
         with (
             _official_script("pixel-level evaluation", self._dataset_name),
             cityscapes_numpy_compat(cs_eval),
+            _naming_each_pair(cs_eval, self._dataset_name),
         ):
             res = cs_eval.evaluateImgLists(preds, gts, args)
         classes = sorted(res["classScores"].items(), key=lambda kv: kv[0])
@@ -354,6 +431,16 @@ def _instances_of(output: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np
     )
 
 
+def _output_size(inp: Mapping[str, Any], out: Mapping[str, Any]) -> tuple[int, int]:
+    """``(height, width)`` of an image's outputs: the input's original size when it has one,
+    else the size of its instances or panoptic map."""
+    if "height" in inp and "width" in inp:
+        return int(inp["height"]), int(inp["width"])
+    if "instances" in out:
+        return tuple(int(v) for v in out["instances"].image_size)
+    return tuple(int(v) for v in out["panoptic_seg"][0].shape[-2:])
+
+
 @EVALUATOR_REGISTRY.register()
 class CityscapesInstanceEvaluator(CityscapesEvaluator):
     """Instance-level semantic labeling: AP (IoU 0.5:0.95) and AP50, official script.
@@ -378,7 +465,7 @@ class CityscapesInstanceEvaluator(CityscapesEvaluator):
                 lines.append(f"{png} {label.id} {float(score)!r}\n")
             txt = os.path.join(self._pred_dir, stem + "_pred.txt")
             atomic_write(txt, lambda f, lines=lines: f.write("".join(lines).encode("utf-8")))
-            self._records.append(stem)
+            self._records.append((stem, _output_size(inp, out)))
 
     def compute_metrics(self, states: list[list[Any]]) -> dict[str, Any]:
         stems = self._all_records(states)
@@ -387,8 +474,11 @@ class CityscapesInstanceEvaluator(CityscapesEvaluator):
 
         args = self._script_args(cs_eval)
         args.distanceAvailable = False
-        stems = sorted(set(stems))
+        sizes = dict(stems)
+        stems = sorted(sizes)
         gts = [self._gt_file(s, "_gtFine_instanceIds.png") for s in stems]
+        for stem, gt in zip(stems, gts):
+            self._check_gt_image(gt, stem, sizes[stem], _INSTANCE_ID_MODES)
         preds = [os.path.join(self._pred_dir, s + "_pred.txt") for s in stems]
         # The script's evaluateImgLists would cache the ground truth in a JSON inside the
         # installed package and write "matches.json" to the working directory; run its steps
@@ -494,8 +584,37 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
                 infos.append({"id": k + 1, "category_id": category_map[cls]})
             write_panoptic_png(os.path.join(self._pred_dir, stem + ".png"), new_map)
             self._records.append(
-                {"image_id": stem, "file_name": stem + ".png", "segments_info": infos}
+                {
+                    "image_id": stem,
+                    "file_name": stem + ".png",
+                    "segments_info": infos,
+                    _SIZE_KEY: list(new_map.shape),
+                }
             )
+
+    def _check_panoptic_gt(self, ann: Mapping[str, Any], size: tuple[int, int]) -> None:
+        """The checks the COCO panoptic evaluator makes on its ground truth: the PNG decodes
+        as 8-bit RGB, has the image's size, and holds exactly the JSON's segments."""
+        if not self._panoptic_root:
+            raise KeyError(
+                f"Dataset {self._dataset_name!r} has no 'panoptic_root' metadata (the folder "
+                "of its ground-truth panoptic PNGs)."
+            )
+        path = os.path.join(self._panoptic_root, ann["file_name"])
+        context = f" (image '{ann['image_id']}', dataset {self._dataset_name!r})"
+        try:
+            ids = read_panoptic_png(path)
+        except (FileNotFoundError, ValueError) as e:
+            raise _GroundTruthError(f"{e}{context}") from None
+        if ids.shape != tuple(size):
+            raise _GroundTruthError(
+                f"Ground truth '{path}'{context} is {ids.shape[1]}x{ids.shape[0]} (WxH) but "
+                f"the image is {size[1]}x{size[0]}"
+            )
+        try:
+            check_segments(ids, ann["segments_info"], name=path, context=context)
+        except ValueError as e:
+            raise _GroundTruthError(str(e)) from None
 
     def compute_metrics(self, states: list[list[Any]]) -> dict[str, Any]:
         annotations = self._all_records(states)
@@ -512,6 +631,9 @@ class CityscapesPanopticEvaluator(CityscapesEvaluator):
         gt_subset = dict(
             gt, annotations=[a for a in gt["annotations"] if a["image_id"] in predicted]
         )
+        sizes = {a["image_id"]: tuple(a.pop(_SIZE_KEY)) for a in annotations}
+        for ann in gt_subset["annotations"]:
+            self._check_panoptic_gt(ann, sizes[ann["image_id"]])
         gt_json = os.path.join(self._pred_dir, "gt_panoptic.json")
         pred_json = os.path.join(self._pred_dir, "pred_panoptic.json")
         _save_json(gt_json, gt_subset)

@@ -25,6 +25,7 @@ from panoptic2.data.panoptic_label import (
     segments_from_label,
     write_panoptic_png,
 )
+from panoptic2.data.reading import check_label_size
 from panoptic2.utils.file_io import atomic_write
 from panoptic2.utils.segment_ids import SegmentLookup, unique_ids
 
@@ -108,7 +109,14 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         if "pan_seg_file_name" in inp:
             if "segments_info" not in inp:
                 raise KeyError(f"The input of {self._where(inp)} has no 'segments_info'")
-            return read_panoptic_png(inp["pan_seg_file_name"]), inp["segments_info"], 0
+            ids = read_panoptic_png(inp["pan_seg_file_name"])
+            if "height" in inp and "width" in inp:
+                # The prediction is made at the dict's size; a PNG of another size means
+                # the dataset's JSON is wrong about the image.
+                check_label_size(
+                    ids, (int(inp["height"]), int(inp["width"])), inp["pan_seg_file_name"], inp
+                )
+            return ids, inp["segments_info"], 0
         if "record_file" in inp:
             from panoptic2.data.records import load_record_dict
 

@@ -177,8 +177,12 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
 
     Raises:
         KeyError: ``SOLVER.OPTIMIZER`` is not registered; the message lists the valid names.
-        ValueError: the model has no trainable parameter.
+        ValueError: ``SOLVER.BASE_LR`` is negative or not finite, or the model has no
+            trainable parameter.
     """
+    base_lr = float(cfg.SOLVER.BASE_LR)
+    if not math.isfinite(base_lr) or base_lr < 0:
+        raise ValueError(f"SOLVER.BASE_LR must be a finite learning rate >= 0, got {base_lr}")
     factory = OPTIMIZER_REGISTRY.get(cfg.SOLVER.OPTIMIZER)
     params = get_default_optimizer_params(
         model,
@@ -255,8 +259,13 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
 
     Raises:
         KeyError: an unregistered ``SOLVER.LR_SCHEDULER_NAME`` (lists the valid names).
-        ValueError: ``WARMUP_ITERS`` is not below ``MAX_ITER`` or the method is unknown.
+        ValueError: ``MAX_ITER`` is not positive, ``WARMUP_ITERS`` is not below it, or the
+            warmup method is unknown.
     """
+    if int(cfg.SOLVER.MAX_ITER) <= 0:
+        raise ValueError(
+            f"SOLVER.MAX_ITER must be a positive number of iterations, got {cfg.SOLVER.MAX_ITER}"
+        )
     name = cfg.SOLVER.LR_SCHEDULER_NAME
     schedule = LR_SCHEDULER_REGISTRY.get(name)(cfg)
     max_iter = int(cfg.SOLVER.MAX_ITER)

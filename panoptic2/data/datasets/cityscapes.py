@@ -25,7 +25,13 @@ from pycocotools import mask as mask_util
 
 from panoptic2.structures import mask_to_xywh
 
-from .file_checks import dataset_label, read_image_size, require_dir, require_file
+from .file_checks import (
+    check_unique,
+    dataset_label,
+    read_image_size,
+    require_dir,
+    require_file,
+)
 from .validation import validate_dicts
 
 __all__ = ["cityscapes_files", "load_cityscapes_instances", "load_cityscapes_semantic"]
@@ -66,6 +72,7 @@ def cityscapes_files(
         gt_file = os.path.join(gt_dir, city, image_id + gt_suffix)
         require_file(gt_file, f"ground truth of image '{image_file}'", where)
         files.append((image_id, image_file, gt_file))
+    check_unique(files, lambda f: f[0], "Image id", f"'{image_dir}' ({where})", lambda f: f[1])
     return files
 
 

@@ -17,8 +17,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .coco_panoptic import finish_panoptic_dicts, panoptic_record, panoptic_segment
-from .file_checks import dataset_label, read_json, require_dir, require_file
+from .coco_panoptic import (
+    check_unique_entries,
+    finish_panoptic_dicts,
+    panoptic_record,
+    panoptic_segment,
+)
+from .file_checks import dataset_label, read_json, require_dir, require_file, required
 
 __all__ = ["load_cityscapes_panoptic"]
 
@@ -59,7 +64,9 @@ def load_cityscapes_panoptic(
     require_dir(gt_dir, "panoptic PNG folder", where)
     thing_map = {int(k): v for k, v in meta["thing_dataset_id_to_contiguous_id"].items()}
     stuff_map = {int(k): v for k, v in meta["stuff_dataset_id_to_contiguous_id"].items()}
-    images = {img["id"]: img for img in data.get("images", [])}
+    image_list = data.get("images", [])
+    check_unique_entries(image_list, data.get("annotations", []), gt_json, where)
+    images = {img["id"]: img for img in image_list}
     dicts = []
     for ann in sorted(data.get("annotations", []), key=lambda a: a["image_id"]):
         image_id = ann["image_id"]
@@ -74,15 +81,18 @@ def load_cityscapes_panoptic(
         require_file(image_file, f"image of '{image_id}'", where)
         require_file(pan_file, f"panoptic PNG of '{image_id}'", where)
         segments = []
-        for seg in ann["segments_info"]:
-            cat = int(seg["category_id"])
+        for seg in required(ann, "segments_info", f"annotation '{pan_file}' of {where}"):
+            what = f"segment {seg.get('id')} of annotation '{pan_file}' in {where}"
+            cat = int(required(seg, "category_id", what))
             if cat not in thing_map and cat not in stuff_map:
                 raise ValueError(
                     f"Segment {seg['id']} of image '{image_file}' (annotation '{pan_file}') "
                     f"in {where} has unknown category id {cat}."
                 )
             segments.append(
-                panoptic_segment(seg, thing_map.get(cat, stuff_map.get(cat)), cat in thing_map)
+                panoptic_segment(
+                    seg, thing_map.get(cat, stuff_map.get(cat)), cat in thing_map, what
+                )
             )
         dicts.append(panoptic_record(image_file, image_id, images[image_id], pan_file, segments))
     finish_panoptic_dicts(dicts, meta, where, gt_json, validate)

@@ -20,7 +20,7 @@ from typing import Any
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
-from .file_checks import dataset_label, require_file
+from .file_checks import check_unique, dataset_label, require_file
 
 __all__ = ["load_coco_json"]
 
@@ -72,6 +72,19 @@ def load_coco_json(
             coco = COCO(json_file)
         except ValueError as e:
             raise ValueError(f"The instances JSON '{json_file}' of {where} is invalid: {e}") from e
+    # pycocotools indexes images and annotations by id: a repeated id would silently keep
+    # the last entry only.
+    in_images = f"the 'images' list of '{json_file}' ({where})"
+    images = coco.dataset.get("images", [])
+    check_unique(images, lambda i: i["id"], "Image id", in_images, lambda i: i.get("file_name"))
+    check_unique(images, lambda i: i["file_name"], "Image file name", in_images, lambda i: i["id"])
+    check_unique(
+        coco.dataset.get("annotations", []),
+        lambda a: a["id"],
+        "Annotation id",
+        f"the 'annotations' list of '{json_file}' ({where})",
+        lambda a: f"image id {a.get('image_id')!r}, category {a.get('category_id')}",
+    )
     id_map = {int(k): v for k, v in meta["thing_dataset_id_to_contiguous_id"].items()}
     dropped = 0
     dicts = []

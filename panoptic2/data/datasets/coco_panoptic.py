@@ -26,10 +26,18 @@ from panoptic2.utils.file_io import atomic_write
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..label_space import PANOPTIC_FPN_IGNORE, LabelSpace
 from .coco import load_coco_json
-from .file_checks import dataset_label, read_json, require_dir, require_file
+from .file_checks import (
+    check_unique,
+    dataset_label,
+    read_json,
+    require_dir,
+    require_file,
+    required,
+)
 from .validation import validate_dicts
 
 __all__ = [
+    "check_unique_entries",
     "get_panoptic_fpn_stuff_metadata",
     "load_coco_panoptic_json",
     "register_coco_panoptic",
@@ -40,15 +48,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def panoptic_segment(seg: Mapping[str, Any], category_id: int, isthing: bool) -> dict[str, Any]:
+def panoptic_segment(
+    seg: Mapping[str, Any], category_id: int, isthing: bool, what: str = "a segment"
+) -> dict[str, Any]:
     """One ``segments_info`` entry of a standard dict from a segment of a COCO-format
-    panoptic JSON, with its category already mapped to the contiguous id."""
+    panoptic JSON, with its category already mapped to the contiguous id; ``what`` names
+    the segment in the error for a missing field."""
     return {
-        "id": int(seg["id"]),
+        "id": int(required(seg, "id", what)),
         "category_id": category_id,
         "iscrowd": int(seg.get("iscrowd", 0)),
-        "area": int(seg["area"]),
-        "bbox": [float(v) for v in seg["bbox"]],
+        "area": int(required(seg, "area", what)),
+        "bbox": [float(v) for v in required(seg, "bbox", what)],
         "isthing": isthing,
     }
 
@@ -76,6 +87,32 @@ def finish_panoptic_dicts(
     if validate:
         validate_dicts(dicts, meta, where)
     return dicts
+
+
+def check_unique_entries(
+    images: list[dict], annotations: list[dict], json_file: str, where: str
+) -> None:
+    """Image ids, image file names, annotated image ids and annotation PNG names of a
+    COCO-format panoptic JSON must each be unique (the shared check of both readers)."""
+    in_images = f"the 'images' list of '{json_file}' ({where})"
+    in_annotations = f"the 'annotations' list of '{json_file}' ({where})"
+    check_unique(images, lambda i: i["id"], "Image id", in_images, lambda i: i.get("file_name"))
+    named = [i for i in images if i.get("file_name")]
+    check_unique(named, lambda i: i["file_name"], "Image file name", in_images, lambda i: i["id"])
+    check_unique(
+        annotations,
+        lambda a: a["image_id"],
+        "Annotated image id",
+        in_annotations,
+        lambda a: a.get("file_name"),
+    )
+    check_unique(
+        annotations,
+        lambda a: a["file_name"],
+        "Annotation PNG",
+        in_annotations,
+        lambda a: f"image id {a['image_id']!r}",
+    )
 
 
 def load_coco_panoptic_json(
@@ -117,10 +154,13 @@ def load_coco_panoptic_json(
     require_dir(gt_dir, "panoptic PNG folder", where)
     thing_map = {int(k): v for k, v in meta["thing_dataset_id_to_contiguous_id"].items()}
     stuff_map = {int(k): v for k, v in meta["stuff_dataset_id_to_contiguous_id"].items()}
-    images = {img["id"]: img for img in data.get("images", [])}
+    image_list = data.get("images", [])
+    annotations = data.get("annotations", [])
+    check_unique_entries(image_list, annotations, json_file, where)
+    images = {img["id"]: img for img in image_list}
 
     dicts = []
-    for ann in data.get("annotations", []):
+    for ann in annotations:
         image_id = ann["image_id"]
         if image_id not in images:
             raise ValueError(
@@ -136,8 +176,9 @@ def load_coco_panoptic_json(
         require_file(image_file, f"image of image id {image_id!r}", where)
         require_file(pan_file, f"panoptic PNG of image id {image_id!r}", where)
         segments = []
-        for seg in ann["segments_info"]:
-            cat = int(seg["category_id"])
+        for seg in required(ann, "segments_info", f"annotation '{pan_file}' of {where}"):
+            what = f"segment {seg.get('id')} of annotation '{pan_file}' in {where}"
+            cat = int(required(seg, "category_id", what))
             if cat in thing_map:
                 contiguous, isthing = thing_map[cat], True
             elif cat in stuff_map:
@@ -148,7 +189,7 @@ def load_coco_panoptic_json(
                     f"in {where} has category id {cat}, which is not among the dataset's "
                     "categories."
                 )
-            segments.append(panoptic_segment(seg, contiguous, isthing))
+            segments.append(panoptic_segment(seg, contiguous, isthing, what))
         dicts.append(panoptic_record(image_file, image_id, info, pan_file, segments))
     finish_panoptic_dicts(dicts, meta, where, json_file, validate)
     logger.info("Loaded %d images in COCO panoptic format from %s", len(dicts), json_file)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from PIL import Image
 
 __all__ = [
     "DATASETS_README",
+    "check_unique",
+    "required",
     "dataset_label",
     "read_image_size",
     "read_json",
@@ -61,6 +64,56 @@ def read_json(path: str, what: str, where: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"The {what} '{path}' of {where} is not valid JSON: {e}") from e
+
+
+def required(entry: Mapping[str, Any], key: str, what: str) -> Any:
+    """``entry[key]``, or a ``ValueError`` naming the entry when the field is missing.
+
+    Args:
+        entry: a JSON object (image, annotation, segment).
+        key: the field.
+        what: names the entry and its file, e.g. ``"segment 5 of annotation 'x.png' in ..."``.
+    """
+    try:
+        return entry[key]
+    except (KeyError, TypeError):
+        raise ValueError(f"The {what} lacks the field '{key}'.") from None
+
+
+def check_unique(
+    items: Iterable[Any],
+    key: Callable[[Any], Any],
+    what: str,
+    where: str,
+    describe: Callable[[Any], str],
+) -> None:
+    """Raises ``ValueError`` naming both entries when two items share a key.
+
+    Readers index images and annotations by id or file name; with a repeated key the later
+    entry would silently replace the earlier one and pair an image with another's label.
+
+    Args:
+        items: the entries, in file order.
+        key: the value that must be unique, e.g. ``lambda img: img["id"]``.
+        what: what the key is, e.g. ``"image id"``.
+        where: where the entries come from, e.g. ``"the 'images' list of 'x.json' (dataset
+            'y')"``.
+        describe: a short description of an entry for the message.
+    """
+    seen: dict[Any, tuple[int, Any]] = {}
+    for index, item in enumerate(items):
+        value = key(item)
+        try:
+            hash(value)
+        except TypeError:
+            value = repr(value)
+        if value in seen:
+            first_index, first = seen[value]
+            raise ValueError(
+                f"{what} {value!r} appears twice in {where}: entry {first_index} "
+                f"({describe(first)}) and entry {index} ({describe(item)})."
+            )
+        seen[value] = (index, item)
 
 
 def read_image_size(path: str) -> tuple[int, int]:

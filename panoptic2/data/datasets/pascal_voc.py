@@ -23,7 +23,13 @@ from PIL import Image
 
 from panoptic2.utils.file_io import atomic_write
 
-from .file_checks import dataset_label, read_image_size, require_dir, require_file
+from .file_checks import (
+    check_unique,
+    dataset_label,
+    read_image_size,
+    require_dir,
+    require_file,
+)
 from .validation import validate_dicts
 
 __all__ = ["convert_sbd_to_aug", "load_voc_sem_seg", "read_voc_label"]
@@ -37,10 +43,14 @@ _IGNORE = 255
 def _read_ids(path: str, where: str) -> list[str]:
     require_file(path, "image-set list", where)
     with open(path) as f:
-        ids = [line.split()[0] for line in f if line.strip()]
-    if not ids:
+        lines = [(n, line.split()[0]) for n, line in enumerate(f, start=1) if line.strip()]
+    if not lines:
         raise ValueError(f"The image-set list '{path}' of {where} is empty.")
-    return ids
+    # A repeated id would count its image twice in training and in mIoU.
+    check_unique(
+        lines, lambda item: item[1], "Image id", f"'{path}' ({where})", lambda i: f"line {i[0]}"
+    )
+    return [image_id for _, image_id in lines]
 
 
 def load_voc_sem_seg(

@@ -151,6 +151,9 @@ def generate_shapes(
         image_size: ``(H, W)`` of every image.
         progress: show a tqdm progress bar.
 
+    A completion marker (:data:`COMPLETE_MARKER`, with these arguments) is written last, so
+    the folder can serve the builtin ``shapes_*`` datasets under ``PANOPTIC2_DATASETS``.
+
     Raises:
         ValueError: an unknown layout, a negative count or a tiny image size.
     """
@@ -170,6 +173,18 @@ def generate_shapes(
                 key = index + 1 + (_VAL_IMAGE_ID_OFFSET if split == "val" else 0)
             writer.add(key, rng, scene, segment_map, image)
         writer.end_split()
+    # Written last: a folder with the marker is complete, so the builtin shapes datasets can
+    # use a folder that tools/make_shapes_dataset.py wrote (see ensure_shapes).
+    marker = {
+        "layout": layout,
+        "num_train": num_train,
+        "num_val": num_val,
+        "seed": seed,
+        "image_size": list(image_size),
+    }
+    atomic_write(
+        os.path.join(output_dir, COMPLETE_MARKER), lambda f: f.write(json.dumps(marker).encode())
+    )
 
 
 def ensure_shapes(root: str, layout: str) -> str:
@@ -212,11 +227,7 @@ def ensure_shapes(root: str, layout: str) -> str:
         logger.info("Generating the shapes dataset (%s layout) in %s ...", layout, target)
         tmp = tempfile.mkdtemp(prefix=f".shapes_{layout}.", suffix=".tmp", dir=root)
         try:
-            generate_shapes(tmp, layout)  # type: ignore[arg-type]
-            marker = {"layout": layout, "num_train": 128, "num_val": 32, "seed": 0}
-            atomic_write(
-                os.path.join(tmp, COMPLETE_MARKER), lambda f: f.write(json.dumps(marker).encode())
-            )
+            generate_shapes(tmp, layout)  # type: ignore[arg-type]  (writes the marker)
             try:
                 os.rename(tmp, target)
             except OSError:

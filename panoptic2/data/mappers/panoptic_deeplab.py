@@ -10,7 +10,7 @@ import torch
 from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
 from panoptic2.data.panoptic_label import read_panoptic_label
-from panoptic2.data.reading import read_image
+from panoptic2.data.reading import check_label_values, read_image
 from panoptic2.data.transforms import AugInput, Augmentation
 
 from .base import SegmentationMapperBase, mapper_label_space
@@ -35,6 +35,8 @@ class PanopticDeepLabMapper(SegmentationMapperBase):
         image_format: ``"RGB"`` or ``"BGR"``.
         target_generator: Builds the targets; its ``ignore_label``, ``label_divisor`` and
             ``thing_ids`` also drive label reading.
+        num_classes: Semantic classes must lie in ``0..num_classes - 1`` or be the ignore
+            label (an error names the file otherwise); None: not checked.
     """
 
     @configurable
@@ -45,9 +47,11 @@ class PanopticDeepLabMapper(SegmentationMapperBase):
         augmentations: Sequence[Augmentation],
         image_format: str = "RGB",
         target_generator: PanopticDeepLabTargetGenerator,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__(is_train=is_train, augmentations=augmentations, image_format=image_format)
         self.target_generator = target_generator
+        self.num_classes = num_classes
 
     @classmethod
     def from_config(
@@ -68,6 +72,7 @@ class PanopticDeepLabMapper(SegmentationMapperBase):
         return {
             **cls._base_from_config(cfg, is_train, space.ignore_label),
             "target_generator": generator,
+            "num_classes": space.num_classes,
         }
 
     def __call__(self, dataset_dict: dict[str, Any]) -> dict[str, Any]:
@@ -85,10 +90,14 @@ class PanopticDeepLabMapper(SegmentationMapperBase):
                 ignore_label=gen.ignore_label,
                 thing_ids=gen.thing_ids,
             )
+        semantic = None if panoptic is None else panoptic // gen.label_divisor
+        if semantic is not None and self.num_classes is not None:
+            where = dataset_dict.get("pan_seg_file_name", "<decoded panoptic_label>")
+            check_label_values(semantic, self.num_classes, gen.ignore_label, where, dataset_dict)
         aug = AugInput(
             image,
             # The semantic map lets a category-area crop see the classes.
-            sem_seg=None if panoptic is None else panoptic // gen.label_divisor,
+            sem_seg=semantic,
             panoptic_seg=panoptic,
             sem_seg_pad_value=gen.ignore_label,
             panoptic_pad_value=gen.ignore_label * gen.label_divisor,

@@ -88,7 +88,7 @@ def test_semantic_mapper(files):
     assert "sem_seg" not in test
 
 
-def test_mappers_from_config(files):
+def test_mappers_from_config(files, tmp_path):
     d, _, _, _ = files
     MetadataCatalog.get("_h_test_set").set(
         ignore_label=0, label_divisor=256, thing_ids=[1, 2], num_classes=6
@@ -99,8 +99,17 @@ def test_mappers_from_config(files):
     cfg.INPUT.CROP.ENABLED = True
     cfg.INPUT.CROP.SIZE = [20, 20]
     for name in ("SemanticSegmentationMapper", "PanopticDeepLabMapper", "PanopticFPNMapper"):
-        out = DATA_MAPPER_REGISTRY.get(name)(cfg, True)(d)
+        sample = d
+        if name == "SemanticSegmentationMapper":
+            # In this label space 255 is not a class (void is 0): semantic labels use 0.
+            sem = np.asarray(Image.open(d["sem_seg_file_name"])).copy()
+            sem[sem == 255] = 0
+            Image.fromarray(sem).save(tmp_path / "sem0.png")
+            sample = dict(d, sem_seg_file_name=str(tmp_path / "sem0.png"))
+        out = DATA_MAPPER_REGISTRY.get(name)(cfg, True)(sample)
         assert out["image"].shape == (3, 20, 20) and out["sem_seg"].shape == (20, 20), name
+    with pytest.raises(ValueError, match=r"sem.png' \(image_id 'img'\) has class ids \[255\]"):
+        DATA_MAPPER_REGISTRY.get("SemanticSegmentationMapper")(cfg, True)(d)
     cfg.DATASETS.TRAIN = ["_h_no_meta"]
     with pytest.raises(ValueError, match="_h_no_meta"):
         PanopticDeepLabMapper(cfg, True)
