@@ -1,16 +1,24 @@
-"""Tests of tools/build_cityscapes_data.py: Cityscapes layout -> records -> our reader."""
+"""Tests of tools/build_cityscapes_data.py: Cityscapes layout -> records -> our reader, and
+reruns that reuse, refuse or overwrite existing shards."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from panoptic2.data.records import RecordDataset, convert_cityscapes_dataset
+from panoptic2.data.records import (
+    RecordDataset,
+    RecordsMismatchError,
+    convert_cityscapes_dataset,
+    read_manifest,
+)
 from tests.data.records.fixtures import make_cityscapes_fixture, reference_panoptic
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -78,6 +86,15 @@ def test_semantic_only_cli(tmp_path):
            "--create_panoptic_data=false", "--num_shards", "3", "--splits", "train,val"]  # fmt: skip
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    manifest = read_manifest(os.path.join(out, "val.manifest.json"))
+    assert manifest["settings"] == {"create_panoptic_data": False}
+    assert "gtFine/val/lindau/lindau_000000_000019_gtFine_labelTrainIds.png" in manifest["inputs"]
+    # Panoptic labels into the same folder: refused, naming the change.
+    cmd[cmd.index("--create_panoptic_data=false")] = "--create_panoptic_data=true"
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "create_panoptic_data: false -> true" in result.stderr
+    assert "--overwrite" in result.stderr and "Traceback" not in result.stderr
     images = _images(root, "val")
     for rec in _records(out, "val", 3):
         city = rec["file_name"].split("_")[0]
@@ -120,3 +137,75 @@ def test_shapes_cityscapes_layout(tmp_path):
             root, "gtFine", "val", city, rec["file_name"] + "_gtFine_labelTrainIds.png"
         )
         np.testing.assert_array_equal(rec["sem_seg"], np.asarray(Image.open(gt)))
+
+
+def test_changed_mode_refuses_then_overwrite(tmp_path):
+    root = make_cityscapes_fixture(str(tmp_path / "cs"))
+    out = str(tmp_path / "rec")
+    convert_cityscapes_dataset(root, out, num_shards=2)
+    assert read_manifest(os.path.join(out, "test.manifest.json"))["settings"] == {}
+    # Images-only test shards do not depend on the flags: they are reused.
+    test_shards = [os.path.join(out, f"test-0000{i}-of-00002.tfrecord") for i in range(2)]
+    for path in test_shards:
+        os.utime(path, ns=(10**9, 10**9))
+    convert_cityscapes_dataset(root, out, splits=["test"], num_shards=2, label_format="png16")
+    assert {os.stat(p).st_mtime_ns for p in test_shards} == {10**9}
+    with pytest.raises(
+        RecordsMismatchError,
+        match=r"train records in .*: create_panoptic_data: true -> false; label_format: raw -> "
+        r"\(none\); treat_crowd_as_ignore: true -> \(none\); .*--overwrite",
+    ):
+        convert_cityscapes_dataset(root, out, num_shards=2, create_panoptic_data=False)
+    with pytest.raises(RecordsMismatchError, match=r"num_shards: 2 -> 1; another shard set"):
+        convert_cityscapes_dataset(root, out, splits=["val"], num_shards=1)
+    convert_cityscapes_dataset(
+        root, out, splits=["val"], num_shards=1, create_panoptic_data=False, overwrite=True
+    )
+    records = _records(out, "val", 1)  # only the new set is left
+    assert all(r["label_format"] == "png" for r in records)
+
+
+@pytest.mark.parametrize("panoptic", [True, False])
+def test_missing_image_errors_or_is_skipped(tmp_path, caplog, panoptic):
+    root = make_cityscapes_fixture(str(tmp_path / "cs"))
+    out = str(tmp_path / "rec")
+    prefix = "lindau_000001_000019"
+    os.remove(os.path.join(root, "leftImg8bit", "val", "lindau", prefix + "_leftImg8bit.png"))
+    annotation = (
+        rf"annotation {prefix}_gtFine_panoptic.png in .*cityscapes_panoptic_val_trainId.json"
+        if panoptic
+        else rf"semantic label .*gtFine/val/lindau/{prefix}_gtFine_labelTrainIds.png"
+    )
+    kwargs = {"splits": ["val"], "num_shards": 1, "create_panoptic_data": panoptic}
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"image .*leftImg8bit/val/lindau/{prefix}_leftImg8bit.png does not exist, but "
+        rf"{annotation} refers to it \(1 of 2 annotated images are missing\)",
+    ):
+        convert_cityscapes_dataset(root, out, **kwargs)
+    with caplog.at_level(logging.WARNING):
+        written = convert_cityscapes_dataset(root, out, skip_missing=True, **kwargs)
+    assert [r["file_name"] for r in RecordDataset(written["val"])] == ["lindau_000000_000019"]
+    assert read_manifest(os.path.join(out, "val.manifest.json"))["skipped_missing"] == [
+        f"leftImg8bit/val/lindau/{prefix}_leftImg8bit.png"
+    ]
+    assert "skipped 1 of 2 images whose file is missing" in caplog.text
+
+
+def test_cli_skip_missing(tmp_path):
+    root = make_cityscapes_fixture(str(tmp_path / "cs"))
+    os.remove(
+        os.path.join(root, "leftImg8bit", "val", "lindau", "lindau_000001_000019_leftImg8bit.png")
+    )
+    out = str(tmp_path / "rec")
+    cmd = [sys.executable, TOOL, "--cityscapes_root", root, "--output_dir", out,
+           "--num_shards", "1", "--splits", "val"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "lindau_000001_000019_leftImg8bit.png does not exist" in result.stderr
+    result = subprocess.run(
+        cmd + ["--skip-missing"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 of 2 images whose file is missing" in result.stderr
+    assert len(_records(out, "val", 1)) == 1

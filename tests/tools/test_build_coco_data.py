@@ -1,9 +1,11 @@
-"""Tests of tools/build_coco_data.py: COCO layout -> records -> our reader, round trip."""
+"""Tests of tools/build_coco_data.py: COCO layout -> records -> our reader, round trip, and
+reruns that reuse, refuse or overwrite existing shards."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panoptic2.data.records import RecordDataset, convert_coco_dataset
+from panoptic2.data.records import (
+    RecordDataset,
+    RecordsMismatchError,
+    convert_coco_dataset,
+    find_shard_sets,
+    read_manifest,
+)
+from panoptic2.data.records import coco as coco_records
+from panoptic2.data.records.example import encode_example
 from tests.data.records.fixtures import (
     COCO_CONTIGUOUS,
     COCO_THING_IDS,
@@ -20,6 +30,7 @@ from tests.data.records.fixtures import (
     reference_panoptic,
 )
 
+OLD_NS = 1_000_000_000  # an mtime no rewrite can produce by chance
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "build_coco_data.py")
 
@@ -130,8 +141,139 @@ def test_cli_subprocess_on_shapes(tmp_path):
     mapping = {cid: i + 1 for i, cid in enumerate(things + stuff)}
     for split in ("train", "val"):
         _check_split(root, out, split, mapping, set(range(1, len(things) + 1)), num_shards=2)
-    # Resume: a rerun leaves complete shards untouched.
+    # Resume: a rerun leaves complete shards (and the manifests) untouched.
     mtimes = {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in os.listdir(out)}
+    assert sorted(p for p in mtimes if p.endswith(".json")) == [
+        "train.manifest.json",
+        "val.manifest.json",
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in os.listdir(out)} == mtimes
+    # Another flag: refused, with the change and the way out named, nothing touched.
+    result = subprocess.run(
+        cmd + ["--label_format", "png16"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "label_format: raw -> png16" in result.stderr and "--overwrite" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in os.listdir(out)} == mtimes
+
+
+def _outputs(out: str) -> dict[str, int]:
+    return {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in sorted(os.listdir(out))}
+
+
+def _age(out: str) -> None:
+    for name in os.listdir(out):
+        os.utime(os.path.join(out, name), ns=(OLD_NS, OLD_NS))
+
+
+class _Killed(Exception):
+    """Stands in for SIGKILL: the run stops between two records."""
+
+
+def _count_examples(monkeypatch, fail_after: int | None = None) -> list[int]:
+    """Counts the examples the converter builds; the run dies after ``fail_after`` of them."""
+    calls: list[int] = []
+    real = encode_example
+
+    def counting(features):
+        if fail_after is not None and len(calls) == fail_after:
+            raise _Killed
+        calls.append(1)
+        return real(features)
+
+    monkeypatch.setattr(coco_records, "encode_example", counting)
+    return calls
+
+
+def test_rerun_reuses_only_matching_shards(tmp_path, monkeypatch):
+    root = make_coco_fixture(str(tmp_path / "coco"))
+    out = str(tmp_path / "rec")
+    convert_coco_dataset(root, out, num_shards=2)
+    manifest = read_manifest(os.path.join(out, "val.manifest.json"))
+    assert manifest["status"] == "complete" and manifest["converter"] == "coco_panoptic"
+    assert manifest["settings"] == {"label_format": "raw", "treat_crowd_as_ignore": True}
+    assert sorted(manifest["inputs"]) == [
+        "annotations/panoptic_val2017.json",
+        "annotations/panoptic_val2017/000000000004.png",
+        "annotations/panoptic_val2017/000000000005.png",
+        "val2017/000000000004.jpg",
+        "val2017/000000000005.jpg",
+    ]
+    _age(out)
+    calls = _count_examples(monkeypatch)
+    convert_coco_dataset(root, out, num_shards=2)
+    assert calls == [] and set(_outputs(out).values()) == {OLD_NS}  # nothing rewritten
+
+    for kwargs, change in [
+        ({"label_format": "png16"}, r"label_format: raw -> png16"),
+        ({"treat_crowd_as_ignore": False}, r"treat_crowd_as_ignore: true -> false"),
+        ({"num_shards": 3}, r"num_shards: 2 -> 3; another shard set is there: train-\*-of-00002"),
+    ]:
+        with pytest.raises(RecordsMismatchError, match=rf"train records in .*{change}.*--overw"):
+            convert_coco_dataset(root, out, **{"num_shards": 2, **kwargs})
+    image = os.path.join(root, "val2017", "000000000005.jpg")
+    size = os.path.getsize(image)
+    Image.open(image).save(image, quality=50)
+    new_size = os.path.getsize(image)
+    with pytest.raises(
+        RecordsMismatchError,
+        match=rf"1 input file changed, first: val2017/000000000005.jpg \(size {size} -> {new_size}",
+    ):
+        convert_coco_dataset(root, out, splits=["val"], num_shards=2)
+    os.utime(image, ns=(2 * OLD_NS, 2 * OLD_NS))
+    os.utime(os.path.join(root, "train2017", "000000000001.jpg"), ns=(2 * OLD_NS, 2 * OLD_NS))
+    with pytest.raises(RecordsMismatchError, match=r"first: train2017/000000000001.jpg \(modif"):
+        convert_coco_dataset(root, out, num_shards=2)
+    assert calls == [] and set(_outputs(out).values()) == {OLD_NS}  # refusals touch nothing
+
+    convert_coco_dataset(root, out, num_shards=3, label_format="png16", overwrite=True)
+    for split in ("train", "val"):
+        records = _check_split(root, out, split, COCO_CONTIGUOUS, COCO_THING_IDS, num_shards=3)
+        assert {r["label_format"] for r in records} == {"png16"}
+    assert sorted(find_shard_sets(out, "train")) == [3]  # the 2-shard set is gone
+
+
+def test_interrupted_conversion_resumes(tmp_path, monkeypatch):
+    root = make_coco_fixture(str(tmp_path / "coco"), num_train=3, num_val=1)
+    out = str(tmp_path / "rec")
+    _count_examples(monkeypatch, fail_after=1)  # killed while writing train shard 1
+    with pytest.raises(_Killed):
+        convert_coco_dataset(root, out, splits=["train"], num_shards=3)
+    assert find_shard_sets(out, "train") == {3: ["train-00000-of-00003.tfrecord"]}
+    assert read_manifest(os.path.join(out, "train.manifest.json"))["status"] == "incomplete"
+    _age(out)
+    calls = _count_examples(monkeypatch)
+    with pytest.raises(RecordsMismatchError, match="treat_crowd_as_ignore: true -> false"):
+        convert_coco_dataset(root, out, splits=["train"], num_shards=3, treat_crowd_as_ignore=False)
+    convert_coco_dataset(root, out, splits=["train"], num_shards=3)
+    assert len(calls) == 2  # only the images of the two missing shards
+    assert os.stat(os.path.join(out, "train-00000-of-00003.tfrecord")).st_mtime_ns == OLD_NS
+    assert read_manifest(os.path.join(out, "train.manifest.json"))["status"] == "complete"
+    _check_split(root, out, "train", COCO_CONTIGUOUS, COCO_THING_IDS, num_shards=3)
+
+
+def test_missing_image_errors_or_is_skipped(tmp_path, caplog):
+    root = make_coco_fixture(str(tmp_path / "coco"), num_train=1, num_val=3)
+    out = str(tmp_path / "rec")
+    image = os.path.join(root, "val2017", "000000000003.jpg")
+    os.rename(image, image + ".away")
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"image .*val2017/000000000003.jpg does not exist, but annotation 000000000003.png "
+        r"in .*panoptic_val2017.json refers to it \(1 of 3 annotated images are missing\)",
+    ):
+        convert_coco_dataset(root, out, splits=["val"], num_shards=1)
+    assert not os.path.exists(out)  # refused before writing anything
+    with caplog.at_level(logging.WARNING):
+        written = convert_coco_dataset(root, out, splits=["val"], num_shards=1, skip_missing=True)
+    records = list(RecordDataset(written["val"]))
+    assert [r["file_name"] for r in records] == ["000000000002", "000000000004"]
+    manifest = read_manifest(os.path.join(out, "val.manifest.json"))
+    assert manifest["skipped_missing"] == ["val2017/000000000003.jpg"]
+    assert "skipped 1 of 3 images whose file is missing: val2017/000000000003.jpg" in caplog.text
+    os.rename(image + ".away", image)  # back again: the records lack it
+    with pytest.raises(RecordsMismatchError, match=r"images skipped as missing: 1 -> 0"):
+        convert_coco_dataset(root, out, splits=["val"], num_shards=1, skip_missing=True)

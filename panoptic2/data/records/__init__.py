@@ -2,7 +2,10 @@
 
 Writing: :func:`convert_coco_dataset`, :func:`convert_cityscapes_dataset` (behind
 ``tools/build_{coco,cityscapes}_data.py``) and the building blocks :func:`encode_example`,
-:func:`encode_record`, :func:`write_sharded_records`. Reading: :func:`read_record_file`,
+:func:`encode_record`, :func:`write_sharded_records`. Each split's shards get a manifest,
+``{split}.manifest.json`` (:mod:`~panoptic2.data.records.manifest`): a rerun reuses shards
+only when it matches, and otherwise raises :class:`RecordsMismatchError` naming the change
+(``overwrite=True`` converts again). Reading: :func:`read_record_file`,
 :func:`parse_example`, :func:`decode_panoptic_record`, :class:`RecordDataset`,
 :class:`RecordStream`, :func:`register_records` and :func:`load_record_dict`.
 """
@@ -18,6 +21,7 @@ from .dataset import (
     register_records,
 )
 from .example import encode_example, parse_example
+from .manifest import RecordsMismatchError, manifest_filename, read_manifest
 from .segmentation import (
     LABEL_FORMATS,
     PANOPTIC_LABEL_FORMATS,
@@ -35,13 +39,14 @@ from .tfrecord import (
     read_record_file,
     write_record,
 )
-from .writer import shard_filename, shard_ranges, write_sharded_records
+from .writer import find_shard_sets, shard_filename, shard_ranges, write_sharded_records
 
 __all__ = [
     "LABEL_FORMATS",
     "PANOPTIC_LABEL_FORMATS",
     "RecordDataset",
     "RecordError",
+    "RecordsMismatchError",
     "RecordStream",
     "convert_cityscapes_dataset",
     "convert_coco_dataset",
@@ -52,12 +57,15 @@ __all__ = [
     "encode_panoptic_label",
     "encode_record",
     "expand_record_files",
+    "find_shard_sets",
     "index_record_files",
     "load_record_dict",
     "load_record_dicts",
+    "manifest_filename",
     "masked_crc32c",
     "parse_example",
     "read_record_at",
+    "read_manifest",
     "read_record_file",
     "register_records",
     "shard_filename",

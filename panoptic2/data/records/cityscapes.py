@@ -11,6 +11,16 @@ and writes ``{split}-{i:05d}-of-{n:05d}.tfrecord`` shards with ``image/format`` 
 original bytes) and ``image/filename`` ``{prefix}``. Panoptic mode stores
 ``train_id * 1000 + instance`` (ignore 255, crowd ignored by default); semantic-only mode
 stores the ``labelTrainIds`` PNG as is, format ``png``. ``test`` holds images only.
+
+Each split also gets ``{split}.manifest.json`` (:mod:`panoptic2.data.records.manifest`):
+converter ``cityscapes`` and :data:`CITYSCAPES_CONVERTER_VERSION`, ``num_shards``, the
+settings ``create_panoptic_data`` and, in panoptic mode, ``label_format`` and
+``treat_crowd_as_ignore`` (none for ``test``), and the size and mtime of every image, label
+PNG and panoptic JSON. A rerun reuses complete shards only when the manifest matches;
+otherwise it refuses and names the change, unless ``overwrite`` (see
+:mod:`panoptic2.data.records.writer`). An annotation (panoptic JSON entry or
+``labelTrainIds`` PNG) whose image file is missing is an error, or with ``skip_missing`` a
+warning, and the skipped images are listed in the manifest.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from panoptic2.data.datasets.metadata import get_cityscapes_metadata
 from panoptic2.data.label_space import LabelSpace
 
 from .example import encode_example
+from .manifest import input_stats, relative_path, resolve_missing_images, skipped_summary
 from .segmentation import (
     create_segmentation_features,
     encode_panoptic_label,
@@ -34,11 +45,19 @@ from .segmentation import (
 )
 from .writer import write_sharded_records
 
-__all__ = ["CITYSCAPES_SPLITS", "convert_cityscapes_dataset", "list_cityscapes_items"]
+__all__ = [
+    "CITYSCAPES_CONVERTER_VERSION",
+    "CITYSCAPES_SPLITS",
+    "CityscapesSplit",
+    "convert_cityscapes_dataset",
+    "list_cityscapes_items",
+]
 
 logger = logging.getLogger(__name__)
 
 CITYSCAPES_SPLITS = ("train", "val", "test")
+# Bump when the same inputs and flags give other records: older shards then refuse to resume.
+CITYSCAPES_CONVERTER_VERSION = 1
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 _SEMANTIC_SUFFIX = "_gtFine_labelTrainIds.png"
 
@@ -52,9 +71,23 @@ class _CityscapesItem(NamedTuple):
     segments: list[dict] | None  # None in semantic-only mode
 
 
+class CityscapesSplit(NamedTuple):
+    """What :func:`list_cityscapes_items` finds for one split."""
+
+    items: list[_CityscapesItem]  # in record order
+    json_path: str | None  # the panoptic JSON; None in semantic mode and for test
+    missing: list[str]  # annotated images skipped because their file is missing
+
+
+def _image_path(root: str, split: str, prefix: str) -> str:
+    """Where the image of ``{city}_{seq}_{frame}`` is (the city is the first part)."""
+    city = prefix.split("_")[0]
+    return os.path.join(root, "leftImg8bit", split, city, prefix + _IMAGE_SUFFIX)
+
+
 def list_cityscapes_items(
-    root: str, split: str, create_panoptic_data: bool = True
-) -> list[_CityscapesItem]:
+    root: str, split: str, create_panoptic_data: bool = True, skip_missing: bool = False
+) -> CityscapesSplit:
     """Lists the images of a split (sorted by path) with their label files.
 
     Args:
@@ -62,25 +95,27 @@ def list_cityscapes_items(
         split: ``train``, ``val`` or ``test`` (images only).
         create_panoptic_data: pair images with panoptic annotations, else with
             ``labelTrainIds`` PNGs.
+        skip_missing: leave out annotated images whose file is missing, with a warning,
+            instead of failing.
 
     Returns:
-        The items in record order.
+        The items in record order, the panoptic JSON and the skipped images.
 
     Raises:
-        FileNotFoundError: the panoptic JSON is missing.
+        FileNotFoundError: the panoptic JSON, an image's ``labelTrainIds`` PNG, or an
+            annotated image (unless ``skip_missing``) is missing.
         ValueError: duplicated image ids, or an image without an annotation.
     """
     dataset = f"Cityscapes {split} ({root})"
     pattern = os.path.join(glob.escape(root), "leftImg8bit", split, "*", "*" + _IMAGE_SUFFIX)
     images = sorted(glob.glob(pattern))
-    items = []
+    prefixes = [os.path.basename(path)[: -len(_IMAGE_SUFFIX)] for path in images]
     if split == "test":
-        for path in images:
-            items.append(
-                _CityscapesItem(path, os.path.basename(path)[: -len(_IMAGE_SUFFIX)], None, None)
-            )
-        return items
-    annotations: dict[str, tuple[str, list[dict]]] = {}
+        items = [_CityscapesItem(p, prefix, None, None) for p, prefix in zip(images, prefixes)]
+        return CityscapesSplit(items, None, [])
+    # prefix -> (label path, segments or None, the annotation named in errors)
+    annotations: dict[str, tuple[str, list[dict] | None, str]] = {}
+    json_path = None
     if create_panoptic_data:
         json_path = os.path.join(root, "gtFine", f"cityscapes_panoptic_{split}_trainId.json")
         try:
@@ -101,19 +136,39 @@ def list_cityscapes_items(
             annotations[ann["image_id"]] = (
                 os.path.join(png_dir, ann["file_name"]),
                 ann["segments_info"],
+                f"annotation {ann['file_name']} in {json_path}",
             )
-    for path in images:
-        prefix = os.path.basename(path)[: -len(_IMAGE_SUFFIX)]
-        if create_panoptic_data:
-            if prefix not in annotations:
-                raise ValueError(f"{dataset}: image {path} has no annotation in {json_path}.")
-            label_path, segments = annotations[prefix]
+    else:
+        label_glob = os.path.join(glob.escape(root), "gtFine", split, "*", "*" + _SEMANTIC_SUFFIX)
+        for label_path in sorted(glob.glob(label_glob)):
+            prefix = os.path.basename(label_path)[: -len(_SEMANTIC_SUFFIX)]
+            annotations[prefix] = (label_path, None, f"semantic label {label_path}")
+    items = []
+    for path, prefix in zip(images, prefixes):
+        if prefix in annotations:
+            label_path, segments, _ = annotations[prefix]
             items.append(_CityscapesItem(path, prefix, label_path, segments))
+        elif create_panoptic_data:
+            raise ValueError(f"{dataset}: image {path} has no annotation in {json_path}.")
         else:
             city = os.path.basename(os.path.dirname(path))
             label_path = os.path.join(root, "gtFine", split, city, prefix + _SEMANTIC_SUFFIX)
-            items.append(_CityscapesItem(path, prefix, label_path, None))
-    return items
+            raise FileNotFoundError(
+                f"{dataset}: semantic label {label_path} of image {path} does not exist; run "
+                "cityscapesscripts' createTrainIdLabelImgs."
+            )
+    found = set(prefixes)
+    missing = resolve_missing_images(
+        dataset,
+        [
+            (_image_path(root, split, prefix), annotation)
+            for prefix, (_, _, annotation) in sorted(annotations.items())
+            if prefix not in found
+        ],
+        len(annotations),
+        skip_missing,
+    )
+    return CityscapesSplit(items, json_path, missing)
 
 
 def _read_bytes(path: str, what: str) -> bytes:
@@ -157,7 +212,8 @@ def convert_cityscapes_dataset(
     num_shards: int = 10,
     workers: int = 1,
     label_format: str = "raw",
-    resume: bool = True,
+    overwrite: bool = False,
+    skip_missing: bool = False,
 ) -> dict[str, list[str]]:
     """Converts Cityscapes splits to DeepLab2 record shards.
 
@@ -172,14 +228,20 @@ def convert_cityscapes_dataset(
         num_shards: shards per split.
         workers: parallel processes.
         label_format: panoptic mode only: ``raw`` (DeepLab2), ``png16`` or ``png_rgb``.
-        resume: skip shards that already exist.
+        overwrite: delete a split's existing shards (of any shard count) and manifest and
+            convert again, instead of refusing when they do not match this run.
+        skip_missing: convert the other images when annotated images are missing, instead
+            of failing; the skipped ones are logged and listed in the manifest.
 
     Returns:
         Split -> its shard paths, for the splits converted.
 
     Raises:
         ValueError: bad annotations; each message names the image and segment.
-        FileNotFoundError: no split found at all, or a missing file.
+        FileNotFoundError: no split found at all, a missing label file, or a missing
+            annotated image (unless ``skip_missing``).
+        RecordsMismatchError: ``output_dir`` holds shards of a split from other inputs,
+            flags or shard count (unless ``overwrite``); the message names the changes.
     """
     example_fn = functools.partial(
         _cityscapes_example,
@@ -188,19 +250,52 @@ def convert_cityscapes_dataset(
         label_format=label_format,
     )
     written: dict[str, list[str]] = {}
+    summaries = []
     for split in splits:
         if split not in CITYSCAPES_SPLITS:
             raise ValueError(f"Unknown Cityscapes split '{split}'; use {CITYSCAPES_SPLITS}.")
         if not os.path.isdir(os.path.join(cityscapes_root, "leftImg8bit", split)):
             logger.info("Cityscapes: no leftImg8bit/%s in %s; skipping.", split, cityscapes_root)
             continue
-        items = list_cityscapes_items(cityscapes_root, split, create_panoptic_data)
-        logger.info("Cityscapes %s: %d images -> %d shards.", split, len(items), num_shards)
-        written[split] = write_sharded_records(
-            output_dir, split, items, example_fn, num_shards, workers=workers, resume=resume
+        listing = list_cityscapes_items(
+            cityscapes_root, split, create_panoptic_data, skip_missing=skip_missing
         )
+        items = listing.items
+        logger.info("Cityscapes %s: %d images -> %d shards.", split, len(items), num_shards)
+        inputs = [p for item in items for p in (item.image_path, item.label_path) if p]
+        if listing.json_path is not None:
+            inputs.append(listing.json_path)
+        settings: dict[str, object] = {}
+        if split != "test":  # images only: no flag changes these records
+            settings["create_panoptic_data"] = create_panoptic_data
+            if create_panoptic_data:
+                settings["label_format"] = label_format
+                settings["treat_crowd_as_ignore"] = treat_crowd_as_ignore
+        dataset = f"Cityscapes {split} ({cityscapes_root})"
+        skipped = [relative_path(p, cityscapes_root) for p in listing.missing]
+        manifest = {
+            "converter": "cityscapes",
+            "converter_version": CITYSCAPES_CONVERTER_VERSION,
+            "settings": settings,
+            "skipped_missing": skipped,
+            "inputs": input_stats(cityscapes_root, inputs, dataset),
+        }
+        written[split] = write_sharded_records(
+            output_dir,
+            split,
+            items,
+            example_fn,
+            num_shards,
+            workers=workers,
+            manifest=manifest,
+            overwrite=overwrite,
+        )
+        if skipped:
+            summaries.append(skipped_summary(dataset, skipped, len(items) + len(skipped)))
     if not written:
         raise FileNotFoundError(
             f"No Cityscapes image folder leftImg8bit/{{{','.join(splits)}}} in {cityscapes_root}."
         )
+    for summary in summaries:
+        logger.warning(summary)
     return written

@@ -10,6 +10,14 @@ and writes ``{split}-{i:05d}-of-{n:05d}.tfrecord`` shards with ``image/format`` 
 except for ``test``, the panoptic label ``contiguous_id * 256 + instance`` (ignore 0).
 Contiguous ids come from the JSON's categories: things sorted by id, then stuff sorted by id,
 numbered from 1 (DeepLab2's mapping for the 133 COCO categories).
+
+Each split also gets ``{split}.manifest.json`` (:mod:`panoptic2.data.records.manifest`):
+converter ``coco_panoptic`` and :data:`COCO_CONVERTER_VERSION`, ``num_shards``, the settings
+``label_format`` and ``treat_crowd_as_ignore`` (none for ``test``), and the size and mtime of
+every image, panoptic PNG and the JSON. A rerun reuses complete shards only when the manifest
+matches; otherwise it refuses and names the change, unless ``overwrite`` (see
+:mod:`panoptic2.data.records.writer`). An annotation whose image file is missing is an
+error, or with ``skip_missing`` a warning, and the skipped images are listed in the manifest.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any, NamedTuple
 from panoptic2.data.label_space import LabelSpace
 
 from .example import encode_example
+from .manifest import input_stats, relative_path, resolve_missing_images, skipped_summary
 from .segmentation import (
     create_segmentation_features,
     encode_panoptic_label,
@@ -32,12 +41,20 @@ from .segmentation import (
 )
 from .writer import write_sharded_records
 
-__all__ = ["COCO_SPLITS", "convert_coco_dataset", "list_coco_items"]
+__all__ = [
+    "COCO_CONVERTER_VERSION",
+    "COCO_SPLITS",
+    "CocoSplit",
+    "convert_coco_dataset",
+    "list_coco_items",
+]
 
 logger = logging.getLogger(__name__)
 
 COCO_SPLITS = ("train", "val", "test")
 COCO_LABEL_DIVISOR = 256
+# Bump when the same inputs and flags give other records: older shards then refuse to resume.
+COCO_CONVERTER_VERSION = 1
 
 
 class _CocoItem(NamedTuple):
@@ -47,6 +64,15 @@ class _CocoItem(NamedTuple):
     stem: str
     label_path: str | None
     segments: list[dict] | None
+
+
+class CocoSplit(NamedTuple):
+    """What :func:`list_coco_items` finds for one split."""
+
+    items: list[_CocoItem]  # in record order
+    label_space: LabelSpace | None  # None for test
+    json_path: str | None  # the panoptic JSON; None for test
+    missing: list[str]  # annotated images skipped because their file is missing
 
 
 def _read_json(path: str, dataset: str) -> dict:
@@ -59,27 +85,29 @@ def _read_json(path: str, dataset: str) -> dict:
         raise ValueError(f"{dataset}: annotation file {path} is not valid JSON: {e}") from e
 
 
-def list_coco_items(coco_root: str, split: str) -> tuple[list[_CocoItem], LabelSpace | None]:
+def list_coco_items(coco_root: str, split: str, skip_missing: bool = False) -> CocoSplit:
     """Lists the images of a split (sorted) with their panoptic annotations.
 
     Args:
         coco_root: the COCO root folder.
         split: ``train``, ``val`` or ``test`` (images only).
+        skip_missing: leave out annotated images whose file is missing, with a warning,
+            instead of failing.
 
     Returns:
-        The items in record order and the label space (None for ``test``).
+        The items in record order, the label space, the JSON and the skipped images.
 
     Raises:
-        FileNotFoundError: the JSON or an image's panoptic PNG entry is missing.
+        FileNotFoundError: the JSON is missing, or an annotated image (unless
+            ``skip_missing``).
         ValueError: duplicated image ids, or an image without an annotation.
     """
     dataset = f"COCO panoptic {split} ({coco_root})"
     image_dir = os.path.join(coco_root, f"{split}2017")
     images = sorted(glob.glob(os.path.join(glob.escape(image_dir), "*.jpg")))
     if split == "test":
-        return [
-            _CocoItem(p, os.path.splitext(os.path.basename(p))[0], None, None) for p in images
-        ], None
+        items = [_CocoItem(p, os.path.splitext(os.path.basename(p))[0], None, None) for p in images]
+        return CocoSplit(items, None, None, [])
     json_path = os.path.join(coco_root, "annotations", f"panoptic_{split}2017.json")
     data = _read_json(json_path, dataset)
     label_space = LabelSpace.from_categories(data["categories"], label_divisor=COCO_LABEL_DIVISOR)
@@ -99,7 +127,18 @@ def list_coco_items(coco_root: str, split: str) -> tuple[list[_CocoItem], LabelS
             raise ValueError(f"{dataset}: image {path} has no annotation in {json_path}.")
         label_path, segments = annotations[stem]
         items.append(_CocoItem(path, stem, label_path, segments))
-    return items, label_space
+    found = {item.stem for item in items}
+    missing = resolve_missing_images(
+        dataset,
+        [
+            (os.path.join(image_dir, stem + ".jpg"), f"annotation {stem}.png in {json_path}")
+            for stem in sorted(annotations)
+            if stem not in found
+        ],
+        len(annotations),
+        skip_missing,
+    )
+    return CocoSplit(items, label_space, json_path, missing)
 
 
 def _coco_example(
@@ -138,7 +177,8 @@ def convert_coco_dataset(
     num_shards: int = 1000,
     workers: int = 1,
     label_format: str = "raw",
-    resume: bool = True,
+    overwrite: bool = False,
+    skip_missing: bool = False,
 ) -> dict[str, list[str]]:
     """Converts COCO panoptic splits to DeepLab2 record shards.
 
@@ -155,33 +195,70 @@ def convert_coco_dataset(
         workers: parallel processes.
         label_format: ``raw`` (DeepLab2), ``png16`` or ``png_rgb`` (see
             :mod:`panoptic2.data.records.segmentation`).
-        resume: skip shards that already exist.
+        overwrite: delete a split's existing shards (of any shard count) and manifest and
+            convert again, instead of refusing when they do not match this run.
+        skip_missing: convert the other images when annotated images are missing, instead
+            of failing; the skipped ones are logged and listed in the manifest.
 
     Returns:
         Split -> its shard paths, for the splits converted.
 
     Raises:
         ValueError: bad annotations; each message names the image and segment.
-        FileNotFoundError: no split found at all, or a missing annotation file.
+        FileNotFoundError: no split found at all, a missing annotation file, or a missing
+            annotated image (unless ``skip_missing``).
+        RecordsMismatchError: ``output_dir`` holds shards of a split from other inputs,
+            flags or shard count (unless ``overwrite``); the message names the changes.
     """
     written: dict[str, list[str]] = {}
+    summaries = []
     for split in splits:
         if split not in COCO_SPLITS:
             raise ValueError(f"Unknown COCO split '{split}'; use {COCO_SPLITS}.")
         if not os.path.isdir(os.path.join(coco_root, f"{split}2017")):
             logger.info("COCO: no %s2017 folder in %s; skipping that split.", split, coco_root)
             continue
-        items, label_space = list_coco_items(coco_root, split)
+        listing = list_coco_items(coco_root, split, skip_missing=skip_missing)
+        items = listing.items
         logger.info("COCO %s: %d images -> %d shards.", split, len(items), num_shards)
         example_fn = functools.partial(
             _coco_example,
-            label_space=label_space,
+            label_space=listing.label_space,
             treat_crowd_as_ignore=treat_crowd_as_ignore,
             label_format=label_format,
         )
+        inputs = [p for item in items for p in (item.image_path, item.label_path) if p]
+        if listing.json_path is not None:
+            inputs.append(listing.json_path)
+        settings = {}
+        if split != "test":  # images only: no flag changes these records
+            settings = {
+                "label_format": label_format,
+                "treat_crowd_as_ignore": treat_crowd_as_ignore,
+            }
+        dataset = f"COCO panoptic {split} ({coco_root})"
+        skipped = [relative_path(p, coco_root) for p in listing.missing]
+        manifest = {
+            "converter": "coco_panoptic",
+            "converter_version": COCO_CONVERTER_VERSION,
+            "settings": settings,
+            "skipped_missing": skipped,
+            "inputs": input_stats(coco_root, inputs, dataset),
+        }
         written[split] = write_sharded_records(
-            output_dir, split, items, example_fn, num_shards, workers=workers, resume=resume
+            output_dir,
+            split,
+            items,
+            example_fn,
+            num_shards,
+            workers=workers,
+            manifest=manifest,
+            overwrite=overwrite,
         )
+        if skipped:
+            summaries.append(skipped_summary(dataset, skipped, len(items) + len(skipped)))
     if not written:
         raise FileNotFoundError(f"No COCO image folder of {list(splits)} found in {coco_root}.")
+    for summary in summaries:
+        logger.warning(summary)
     return written

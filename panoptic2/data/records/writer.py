@@ -1,31 +1,61 @@
-"""Writing sharded record files: DeepLab2 shard names and split, parallel, atomic, resumable.
+"""Writing sharded record files: DeepLab2 shard names and split, parallel, atomic, checked.
 
 Items are split into ``num_shards`` contiguous chunks of ``ceil(len / num_shards)`` items, in
 the given (sorted) order, exactly as DeepLab2's converters do; trailing shards may be empty
 and are still written, so a set always holds ``num_shards`` files. Each shard is written to
 a temp file and renamed when complete (:func:`panoptic2.utils.file_io.atomic_write`), so a
-shard file that exists is complete. A rerun skips existing shards and first deletes temp
-files that a killed run left behind. Only one converter may write into a directory at a
-time.
+shard file that exists is complete.
+
+Beside the shards, ``{split}.manifest.json`` records what they were made from (see
+:mod:`panoptic2.data.records.manifest`). A run:
+
+1. refuses with :class:`~panoptic2.data.records.manifest.RecordsMismatchError`, naming each
+   difference, when the directory holds shards of the split that this run would not have
+   written: its manifest differs from this run's, shards of another ``num_shards`` are
+   there (the glob ``{split}-*.tfrecord`` would read both sets), or shards have no manifest.
+   A manifest without any shard (a run killed before its first shard) is just replaced;
+2. with ``overwrite=True`` instead first deletes the split's shards of any count, its
+   manifest and its temp files;
+3. writes the manifest marked ``incomplete``, then the shards that do not exist yet (after
+   deleting temp files a killed run left), then the manifest marked ``complete``.
+
+So a killed run, rerun with the same inputs and flags, reuses its complete shards and
+writes the rest; rerun with other ones, it refuses. Only one converter may write into a
+directory at a time.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tqdm import tqdm
 
 from panoptic2.utils.file_io import atomic_write
 
+from .manifest import (
+    MANIFEST_FORMAT,
+    OVERWRITE_HINT,
+    RecordsMismatchError,
+    describe_changes,
+    manifest_filename,
+    read_manifest,
+    write_manifest,
+)
 from .tfrecord import write_record
 
-__all__ = ["shard_filename", "shard_ranges", "write_sharded_records"]
+__all__ = [
+    "find_shard_sets",
+    "remove_split_records",
+    "shard_filename",
+    "shard_ranges",
+    "write_sharded_records",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +97,100 @@ def _write_shard(task: tuple[str, Sequence[Any], Callable[[Any], bytes]]) -> str
     return path
 
 
-def _remove_leftovers(path: str) -> None:
-    """Deletes temp files of ``path`` left by a killed run (atomic_write's naming)."""
-    dirname, basename = os.path.split(path)
-    for tmp in glob.glob(os.path.join(glob.escape(dirname), f".{glob.escape(basename)}.*.tmp")):
-        logger.info("Removing incomplete shard %s left by an interrupted run.", tmp)
-        os.remove(tmp)
+def _shard_regex(split: str) -> str:
+    return rf"{re.escape(split)}-\d{{5,}}-of-(\d{{5,}})\.tfrecord"
+
+
+def find_shard_sets(output_dir: str, split: str) -> dict[int, list[str]]:
+    """Finds the split's shard files of every shard count.
+
+    Args:
+        output_dir: the directory to look in (may not exist).
+        split: the split name.
+
+    Returns:
+        Shard count -> the sorted file names of that set (possibly incomplete).
+    """
+    if not os.path.isdir(output_dir):
+        return {}
+    pattern = re.compile(_shard_regex(split))
+    sets: dict[int, list[str]] = {}
+    for name in sorted(os.listdir(output_dir)):
+        match = pattern.fullmatch(name)
+        if match:
+            sets.setdefault(int(match.group(1)), []).append(name)
+    return sets
+
+
+def _remove_temp_files(output_dir: str, split: str) -> None:
+    """Deletes the split's temp files (atomic_write's naming) that a killed run left."""
+    names = f"(?:{_shard_regex(split)}|{re.escape(manifest_filename(split))})"
+    pattern = re.compile(rf"\.{names}\.[0-9a-f]+\.tmp")
+    for name in sorted(os.listdir(output_dir)):
+        if pattern.fullmatch(name):
+            logger.info("Removing incomplete file %s left by an interrupted run.", name)
+            os.remove(os.path.join(output_dir, name))
+
+
+def remove_split_records(output_dir: str, split: str) -> list[str]:
+    """Deletes the split's shards of any shard count, its manifest and its temp files.
+
+    Args:
+        output_dir: the records directory.
+        split: the split name.
+
+    Returns:
+        The names of the shards and manifest deleted.
+    """
+    if not os.path.isdir(output_dir):
+        return []
+    _remove_temp_files(output_dir, split)
+    names = [n for names in find_shard_sets(output_dir, split).values() for n in names]
+    if os.path.exists(os.path.join(output_dir, manifest_filename(split))):
+        names.append(manifest_filename(split))
+    for name in names:
+        os.remove(os.path.join(output_dir, name))
+    return names
+
+
+def _check_existing(output_dir: str, split: str, new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Returns the stored manifest when it and the split's shards match ``new``.
+
+    Raises:
+        RecordsMismatchError: shards are there that this run would not have written.
+    """
+    sets = find_shard_sets(output_dir, split)
+    old = read_manifest(os.path.join(output_dir, manifest_filename(split)))
+    if not sets:
+        if old is not None and describe_changes(old, new):
+            # Nothing was written under the old manifest, so nothing stale can be mixed in.
+            logger.info("%s: replacing a manifest that has no shards in %s.", split, output_dir)
+            return None
+        return old
+    problems = []
+    if old is None:
+        count = sum(len(names) for names in sets.values())
+        problems.append(
+            f"{count} shard file{'s' if count != 1 else ''} but no manifest "
+            f"{manifest_filename(split)} (written by an older converter, or the manifest was "
+            "removed), so they cannot be checked"
+        )
+    else:
+        problems += describe_changes(old, new)
+    for count, names in sorted(sets.items()):
+        if count != new["num_shards"]:
+            problems.append(
+                f"another shard set is there: {split}-*-of-{count:05d}.tfrecord "
+                f"({len(names)} files), which the glob {split}-*.tfrecord would read too"
+            )
+    if problems:
+        raise RecordsMismatchError(
+            f"{split} records in {output_dir} do not match this conversion: "
+            f"{'; '.join(problems)}. Reusing them would mix records of other inputs or flags; "
+            f"{OVERWRITE_HINT} to delete the split's shards and convert again, or write to "
+            "another directory."
+        )
+    return old
 
 
 def write_sharded_records(
@@ -82,9 +200,14 @@ def write_sharded_records(
     example_fn: Callable[[Any], bytes],
     num_shards: int,
     workers: int = 1,
-    resume: bool = True,
+    *,
+    manifest: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> list[str]:
     """Writes ``items`` as ``num_shards`` record files ``{split}-*-of-*.tfrecord``.
+
+    Complete shards of an earlier run are reused only when its manifest equals this run's;
+    see the module docstring.
 
     Args:
         output_dir: destination directory (created if missing).
@@ -94,26 +217,56 @@ def write_sharded_records(
             ``functools.partial`` of one) when ``workers > 1``.
         num_shards: number of shard files.
         workers: processes converting shards in parallel (1: in this process).
-        resume: skip shards whose file already exists (complete by construction);
-            otherwise rewrite every shard.
+        manifest: what determines the records besides their number and split:
+            ``converter``, ``converter_version``, ``settings``, ``inputs``... (see
+            :mod:`~panoptic2.data.records.manifest`). Without it only the shard and record
+            counts are checked on a rerun.
+        overwrite: delete the split's shards (of any shard count) and manifest first.
 
     Returns:
         The paths of all ``num_shards`` shard files, in shard order.
+
+    Raises:
+        RecordsMismatchError: the directory holds shards of the split that this run would
+            not have written, and ``overwrite`` is false.
     """
+    ranges = shard_ranges(len(items), num_shards)
     os.makedirs(output_dir, exist_ok=True)
+    new = {
+        "format": MANIFEST_FORMAT,
+        "status": "incomplete",
+        "split": split,
+        "num_shards": num_shards,
+        "num_records": len(items),
+        **(manifest or {}),
+    }
+    manifest_path = os.path.join(output_dir, manifest_filename(split))
+    if overwrite:
+        removed = remove_split_records(output_dir, split)
+        if removed:
+            logger.info(
+                "%s: overwrite: deleted %d old files in %s.", split, len(removed), output_dir
+            )
+        old = None
+    else:
+        old = _check_existing(output_dir, split, new)
+        _remove_temp_files(output_dir, split)
     paths, tasks = [], []
-    for shard_id, (start, end) in enumerate(shard_ranges(len(items), num_shards)):
+    for shard_id, (start, end) in enumerate(ranges):
         path = os.path.join(output_dir, shard_filename(split, shard_id, num_shards))
         paths.append(path)
-        _remove_leftovers(path)
-        if resume and os.path.exists(path):
-            continue
-        tasks.append((path, items[start:end], example_fn))
-    skipped = num_shards - len(tasks)
-    if skipped:
+        if not os.path.exists(path):
+            tasks.append((path, items[start:end], example_fn))
+    reused = num_shards - len(tasks)
+    if reused:
         logger.info(
-            "%s: %d of %d shards already complete; skipping them.", split, skipped, num_shards
+            "%s: %d of %d shards already complete and their manifest matches; reusing them.",
+            split,
+            reused,
+            num_shards,
         )
+    if tasks and (old is None or old.get("status") == "complete"):
+        write_manifest(manifest_path, new)
     desc = f"{split} shards"
     if workers <= 1 or len(tasks) <= 1:
         for task in tqdm(tasks, desc=desc, unit="shard"):
@@ -123,4 +276,6 @@ def write_sharded_records(
             done = pool.imap_unordered(_write_shard, tasks)
             for _ in tqdm(done, total=len(tasks), desc=desc, unit="shard"):
                 pass
+    if tasks or old is None or old.get("status") != "complete":
+        write_manifest(manifest_path, {**new, "status": "complete"})
     return paths
