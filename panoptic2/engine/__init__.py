@@ -1,4 +1,4 @@
-"""Training: the loop, hooks, DefaultTrainer, and multi-process launch."""
+"""Training and inference: the loop, hooks, DefaultTrainer, DefaultPredictor, launch."""
 
 from .defaults import (
     DefaultTrainer,
@@ -10,11 +10,13 @@ from .defaults import (
 )
 from .hooks import HOOK_REGISTRY
 from .launch import launch
+from .predictor import DefaultPredictor
 from .train_loop import AMPTrainer, HookBase, Priority, SimpleTrainer, TrainerBase
 
 __all__ = [
     "HOOK_REGISTRY",
     "AMPTrainer",
+    "DefaultPredictor",
     "DefaultTrainer",
     "HookBase",
     "Priority",
