@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -37,16 +37,21 @@ from PIL import Image
 from panoptic2.utils.file_io import PathManager, atomic_write
 from panoptic2.utils.segment_ids import default_lookup, unique_ids
 
+if TYPE_CHECKING:
+    from .label_space import LabelSpace
+
 __all__ = [
     "check_segments",
     "decode_panoptic_png",
     "id2rgb",
     "label_from_segments",
+    "panoptic_categories",
     "read_panoptic_label",
     "read_panoptic_png",
     "rgb2id",
     "segments_from_label",
     "write_panoptic_png",
+    "write_panoptic_prediction",
 ]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -477,3 +482,63 @@ def segments_from_label(
             }
         )
     return label.astype(np.int64), segments, void_id
+
+
+def write_panoptic_prediction(
+    path: str,
+    id_map: np.ndarray,
+    segments_info: Sequence[Mapping[str, Any]] | None,
+    label_space: LabelSpace,
+) -> list[dict[str, Any]]:
+    """Writes one panoptic prediction in COCO panoptic format and returns its segments.
+
+    The PNG holds the segments renumbered ``1..N`` in ``segments_info`` order (0 void), so
+    it reads back with :func:`read_panoptic_png` and with panopticapi.
+
+    Args:
+        path: the PNG to write.
+        id_map: ``(H, W)`` integer segment ids of the model output, -1 void.
+        segments_info: the output's segments (``id``, contiguous ``category_id``); None for
+            DeepLab2 ids, whose category is ``id // label_divisor``.
+        label_space: maps contiguous ids to the dataset's category ids.
+
+    Returns:
+        The annotation's ``segments_info``: ``id`` (1..N), dataset ``category_id``,
+        ``iscrowd`` 0, ``isthing`` and ``area``.
+    """
+    id_map = np.asarray(id_map)
+    if segments_info is None:
+        divisor = label_space.label_divisor
+        segments_info = [
+            {"id": v, "category_id": v // divisor} for v in unique_ids(id_map).tolist() if v != -1
+        ]
+    ids = np.array([int(s["id"]) for s in segments_info], dtype=np.int64)
+    rows = np.asarray(default_lookup()(id_map, ids, -1), dtype=np.int64)
+    # Ids of no listed segment (and void) are void in the PNG.
+    rows[rows < 0] = 0
+    areas = np.bincount(rows.ravel(), minlength=len(ids) + 1)
+    write_panoptic_png(path, rows)
+    to_dataset = label_space.contiguous_id_to_dataset_id
+    return [
+        {
+            "id": k + 1,
+            "category_id": to_dataset[int(s["category_id"])],
+            "iscrowd": 0,
+            "isthing": int(label_space.is_thing(int(s["category_id"]))),
+            "area": int(areas[k + 1]),
+        }
+        for k, s in enumerate(segments_info)
+    ]
+
+
+def panoptic_categories(label_space: LabelSpace) -> list[dict[str, Any]]:
+    """The ``categories`` of a COCO panoptic JSON for ``label_space`` (dataset ids)."""
+    return [
+        {
+            "id": dataset_id,
+            "name": label_space.classes[contiguous],
+            "isthing": int(label_space.is_thing(contiguous)),
+            "color": list(label_space.colors[contiguous]),
+        }
+        for contiguous, dataset_id in sorted(label_space.contiguous_id_to_dataset_id.items())
+    ]

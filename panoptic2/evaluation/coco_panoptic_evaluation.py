@@ -21,13 +21,14 @@ import torch
 from panoptic2.config import configurable
 from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
 from panoptic2.data.panoptic_label import (
+    panoptic_categories,
     read_panoptic_png,
     segments_from_label,
-    write_panoptic_png,
+    write_panoptic_prediction,
 )
 from panoptic2.data.reading import check_label_size
 from panoptic2.utils.file_io import atomic_write
-from panoptic2.utils.segment_ids import SegmentLookup, unique_ids
+from panoptic2.utils.segment_ids import SegmentLookup
 
 from .build import EVALUATOR_REGISTRY
 from .evaluator import DatasetEvaluator
@@ -143,13 +144,6 @@ class COCOPanopticEvaluator(DatasetEvaluator):
             id_map = id_map.detach().cpu().numpy()
         return np.asarray(id_map), segments
 
-    def _label_segments(self, id_map: np.ndarray) -> list[dict[str, int]]:
-        return [
-            {"id": v, "category_id": v // self._label_divisor}
-            for v in unique_ids(id_map).tolist()
-            if v != -1
-        ]
-
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         """Adds the PQ statistics of each image (and writes its PNG when asked)."""
         for inp, out in zip(inputs, outputs):
@@ -168,30 +162,17 @@ class COCOPanopticEvaluator(DatasetEvaluator):
                 label_divisor=self._label_divisor,
             )
             if self._write_predictions:
-                if pred_segments is None:
-                    pred_segments = self._label_segments(pred_ids)
                 self._annotations.append(self._write_prediction(inp, pred_ids, pred_segments))
 
     def _write_prediction(self, inp: Mapping[str, Any], id_map: np.ndarray, segments) -> dict:
         """Writes one COCO panoptic PNG (ids 1..N, 0 void) and returns its annotation."""
-        ids = np.array([int(s["id"]) for s in segments], dtype=np.int64)
-        rows = np.asarray(self._lookup(id_map, ids, -1), dtype=np.uint32)
-        areas = np.bincount(rows.ravel(), minlength=len(ids) + 1)
         stem = os.path.splitext(os.path.basename(inp.get("file_name", str(inp["image_id"]))))[0]
         file_name = f"{stem}.png"
         folder = os.path.join(self._output_dir, PREDICTIONS_DIR)
         os.makedirs(folder, exist_ok=True)
-        write_panoptic_png(os.path.join(folder, file_name), rows)
-        segments_info = [
-            {
-                "id": k + 1,
-                "category_id": self._to_dataset_id[int(s["category_id"])],
-                "iscrowd": 0,
-                "isthing": int(int(s["category_id"]) in self._thing_ids),
-                "area": int(areas[k + 1]),
-            }
-            for k, s in enumerate(segments)
-        ]
+        segments_info = write_panoptic_prediction(
+            os.path.join(folder, file_name), id_map, segments, self.label_space
+        )
         return {"image_id": inp["image_id"], "file_name": file_name, "segments_info": segments_info}
 
     def state(self) -> tuple[PQStat, list[dict[str, Any]]]:
@@ -214,11 +195,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         return {"panoptic_seg": metrics}
 
     def _write_json(self, annotations: list[dict]) -> None:
-        categories = [
-            {"id": self._to_dataset_id[c], "name": info["name"], "isthing": info["isthing"]}
-            for c, info in self._categories.items()
-        ]
-        data = {"annotations": annotations, "categories": categories}
+        data = {"annotations": annotations, "categories": panoptic_categories(self.label_space)}
         path = os.path.join(self._output_dir, PREDICTIONS_JSON)
         atomic_write(path, lambda f: f.write(json.dumps(data).encode()))
         logger.info("Wrote %d panoptic predictions to %s", len(annotations), path)
