@@ -162,6 +162,21 @@ class LabelSpace:
         """Names of the separated map's labels: ``"things"``, then the stuff classes."""
         return ("things", *self.stuff_classes)
 
+    def panoptic_fpn_space(self) -> LabelSpace:
+        """The label space of Panoptic FPN's separated map: ``"things"`` (grey) then the
+        stuff classes with their colours, ignore 255, no instances."""
+        ids = range(len(self.stuff_ids) + 1)
+        return LabelSpace(
+            classes=self.panoptic_fpn_classes,
+            colors=[(128, 128, 128), *(self.colors[i] for i in self.stuff_ids)],
+            thing_ids=(),
+            stuff_ids=ids,
+            thing_dataset_ids=(),
+            stuff_dataset_ids=ids,
+            label_divisor=1,
+            ignore_label=PANOPTIC_FPN_IGNORE,
+        )
+
     def panoptic_fpn_lut(self) -> np.ndarray:
         """Contiguous id -> separated label: things 0, stuff ``1..S``, others 255.
 

@@ -173,3 +173,10 @@ def test_lut_dtype_and_repr():
     assert repr(space) == (
         "LabelSpace(5 classes, things [1, 2], 2 stuff, label_divisor 256, ignore_label 0)"
     )
+
+
+def test_panoptic_fpn_space_describes_the_separated_map():
+    space = LabelSpace.from_categories(CATEGORIES).panoptic_fpn_space()
+    assert space.classes == ("things", "sky", "road") and space.ignore_label == 255
+    assert space.stuff_ids == (0, 1, 2) and space.thing_ids == ()
+    assert space.colors[1] == (0, 0, 200)  # sky keeps its colour
