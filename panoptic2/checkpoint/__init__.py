@@ -2,6 +2,13 @@
 
 from .c2_model_loading import convert_c2_name, convert_c2_names, read_pickle_checkpoint
 from .checkpointer import Checkpointer, PeriodicCheckpointer
+from .load_report import IncompleteWeightsError, LoadReport, require_loaded_weights
+from .safe_loading import (
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    read_torch_checkpoint,
+    read_weights_pickle,
+)
 from .weight_conversion import (
     WEIGHT_CONVERTER_REGISTRY,
     AlignmentResult,
@@ -14,11 +21,18 @@ __all__ = [
     "WEIGHT_CONVERTER_REGISTRY",
     "AlignmentResult",
     "Checkpointer",
+    "CorruptCheckpointError",
+    "IncompleteWeightsError",
+    "LoadReport",
     "PeriodicCheckpointer",
+    "UnsafeCheckpointError",
     "align_state_dicts",
     "choose_and_align",
     "convert_c2_name",
     "convert_c2_names",
     "format_alignment_tables",
     "read_pickle_checkpoint",
+    "read_torch_checkpoint",
+    "read_weights_pickle",
+    "require_loaded_weights",
 ]

@@ -10,13 +10,14 @@ model's prefix (``backbone.bottom_up.res2.0.conv1.weight``).
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
+
+from .safe_loading import read_weights_pickle
 
 __all__ = ["convert_c2_name", "convert_c2_names", "read_pickle_checkpoint"]
 
@@ -103,12 +104,11 @@ def convert_c2_names(names: Iterable[str]) -> dict[str, str]:
 
 
 def read_pickle_checkpoint(local_path: str) -> dict[str, Any]:
-    """Reads a Detectron/Detectron2/Caffe2 ``.pkl`` weight file.
+    """Reads a Detectron/Detectron2/Caffe2 ``.pkl`` weight file without running code from it.
 
-    Security: this unpickles the file, which can run arbitrary code. It is only called for
-    a path the user chose explicitly (``MODEL.WEIGHTS`` or ``Checkpointer.load``) that ends
-    in ``.pkl``; never point it at files you do not trust. Files saved by this project are
-    ``.pth`` files read with ``torch.load(weights_only=True)``.
+    The file is unpickled by :func:`panoptic2.checkpoint.safe_loading.read_weights_pickle`,
+    which rebuilds only dicts, lists, tuples, strings, numbers, numpy arrays and
+    ``OrderedDict``; a file naming anything else is refused before it is called.
 
     Accepted layouts: ``{"model": {name: array}, "__author__": ...}`` (Detectron2 model
     zoo), ``{"blobs": {name: array}}`` (Detectron) and a bare ``{name: array}`` dict.
@@ -121,12 +121,12 @@ def read_pickle_checkpoint(local_path: str) -> dict[str, Any]:
         the names are still the file's own (conversion happens at alignment time).
 
     Raises:
+        UnsafeCheckpointError: the file pickles objects other than the above.
+        CorruptCheckpointError: the file is no pickle, or is truncated.
         ValueError: when the file does not hold a dict of arrays; the message names the
             file and the offending key.
     """
-    with open(local_path, "rb") as f:
-        # latin1 decodes the byte strings of numpy arrays pickled by Python 2 (Caffe2 era).
-        data = pickle.load(f, encoding="latin1")
+    data = read_weights_pickle(local_path)
     if not isinstance(data, dict):
         raise ValueError(f"{local_path}: expected a pickled dict, got {type(data).__name__}")
     author = "Caffe2"
@@ -143,17 +143,15 @@ def read_pickle_checkpoint(local_path: str) -> dict[str, Any]:
             raise ValueError(f"{local_path}: weight names must be strings, got {name!r}")
         if name.endswith("_momentum"):
             continue
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) and value.dtype != object:
             # torch.from_numpy shares memory with the unpickled array; copy so the tensor
             # owns writable, contiguous storage even for read-only or strided arrays.
             tensors[name] = torch.from_numpy(np.ascontiguousarray(value)).clone()
-        elif isinstance(value, torch.Tensor):
-            tensors[name] = value
         elif name in ("__author__", "matching_heuristics", "lr", "iter"):
             continue
         else:
             raise ValueError(
-                f"{local_path}: entry {name!r} is a {type(value).__name__}, not an array; "
-                "expected a dict of numpy arrays"
+                f"{local_path}: entry {name!r} is a {type(value).__name__}, not a numeric "
+                "array; expected a dict of numpy arrays"
             )
     return {"model": tensors, "__author__": author, "matching_heuristics": True}

@@ -9,17 +9,21 @@
 * a model's ``label_space`` (:class:`~panoptic2.data.label_space.LabelSpace`) is saved with
   its weights and restored into a model that has none, so a trained model names its classes
   without its dataset being registered;
-* ``load`` reads ``.pth`` files with ``torch.load(weights_only=True)`` (no code runs while
-  loading) unless the user opts out, reads ``.pkl`` files (Detectron/Caffe2) by explicit
-  choice, and loads foreign weights through name conversion + suffix matching
-  (:mod:`panoptic2.checkpoint.weight_conversion`), logging what matched as a table.
+* ``load`` reads ``.pth`` files with ``torch.load(weights_only=True)`` unless the user opts
+  out, and ``.pkl`` files (Detectron/Caffe2) with a restricted unpickler
+  (:mod:`panoptic2.checkpoint.safe_loading`): no code from the file runs either way. Foreign
+  weights load through name conversion + suffix matching
+  (:mod:`panoptic2.checkpoint.weight_conversion`), logged as a table. What the model
+  received is kept in :attr:`Checkpointer.last_load_report`.
+* ``resume_or_load`` first removes the temp files a killed save left behind, and, when the
+  checkpoint ``last_checkpoint`` names is corrupt, resumes from the newest earlier
+  ``model_XXXXXXX.pth`` that loads.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from collections.abc import Callable
 from typing import IO, Any
@@ -31,9 +35,11 @@ from fvcore.common.checkpoint import _IncompatibleKeys, _strip_prefix_if_present
 from torch import nn
 
 from panoptic2.utils import comm
-from panoptic2.utils.file_io import PathManager, atomic_write
+from panoptic2.utils.file_io import PathManager, atomic_write, atomic_write_leftovers
 
 from .c2_model_loading import read_pickle_checkpoint
+from .load_report import LoadReport
+from .safe_loading import CorruptCheckpointError, read_torch_checkpoint
 from .weight_conversion import choose_and_align, format_alignment_tables
 
 __all__ = ["Checkpointer", "PeriodicCheckpointer"]
@@ -46,6 +52,8 @@ _FORMAT_KEY = "__panoptic2_checkpoint__"
 _FORMAT_VERSION = 1
 _POINTER_FILE = "last_checkpoint"
 _LABEL_SPACE_KEY = "label_space"
+# The files PeriodicCheckpointer writes with its default prefix; what a resume falls back to.
+_PERIODIC_FILE = re.compile(r"^model_(\d{7,})\.pth$")
 
 
 def _is_local(path: str) -> bool:
@@ -66,6 +74,8 @@ class Checkpointer(_FvcoreCheckpointer):
         weight_format: the converter used for foreign weights: ``None`` (default) picks the
             registered converter that matches most keys; a name in
             ``WEIGHT_CONVERTER_REGISTRY`` forces one.
+        last_load_report: what the latest :meth:`load` put into the model (a
+            :class:`~panoptic2.checkpoint.load_report.LoadReport`); ``None`` before any.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class Checkpointer(_FvcoreCheckpointer):
         self.path_manager = PathManager
         self.weights_only = weights_only
         self.weight_format: str | None = None
+        self.last_load_report: LoadReport | None = None
         self.logger = logger
 
     # ------------------------------------------------------------------ saving
@@ -171,12 +182,15 @@ class Checkpointer(_FvcoreCheckpointer):
 
         Raises:
             FileNotFoundError: the file does not exist.
-            RuntimeError: weights-only loading refused the file (the message says how to
-                opt out).
+            UnsafeCheckpointError: the file pickles objects whose loading could run code
+                (a ``RuntimeError``; for ``.pth`` files the message says how to opt out).
+            CorruptCheckpointError: the file is no checkpoint, or is truncated (a
+                ``ValueError``).
             KeyError: ``checkpointables`` names an object this Checkpointer does not have.
         """
         if not path:
             self.logger.info("No checkpoint given; the model keeps its initialisation.")
+            self.last_load_report = LoadReport.nothing(self.model.state_dict())
             return {}
         unknown = sorted(set(checkpointables or ()) - set(self.checkpointables))
         if unknown:
@@ -190,8 +204,11 @@ class Checkpointer(_FvcoreCheckpointer):
             raise FileNotFoundError(f"Checkpoint {path} not found")
         checkpoint = self._load_file(local)
         self._restore_label_space(checkpoint.pop(_LABEL_SPACE_KEY, None), path)
+        model_state = self.model.state_dict()
+        foreign = bool(checkpoint.get("matching_heuristics"))
         incompatible = self._load_model(checkpoint)
-        if incompatible is not None:
+        self.last_load_report = _report(path, model_state, incompatible)
+        if not foreign:  # foreign loads were logged as tables by _load_model
             self._log_incompatible_keys(incompatible)
         names = self.checkpointables if checkpointables is None else checkpointables
         for key in names:
@@ -229,6 +246,9 @@ class Checkpointer(_FvcoreCheckpointer):
     def resume_or_load(self, path: str, *, resume: bool | str = True) -> dict[str, Any]:
         """Resumes an interrupted run, or initialises the model from ``path``.
 
+        A Checkpointer that saves to disk first removes the temp files that a save killed
+        midway left in ``save_dir``: it is the only writer there, so none is in progress.
+
         Args:
             path: weights to load when not resuming (``MODEL.WEIGHTS``); model only.
             resume: ``True``: resume from the file ``last_checkpoint`` names, if any, else
@@ -236,7 +256,13 @@ class Checkpointer(_FvcoreCheckpointer):
 
         Returns:
             Same as :meth:`load`; when resuming it holds ``iteration``.
+
+        Raises:
+            FileNotFoundError: ``last_checkpoint`` names a file that does not exist.
+            CorruptCheckpointError: the file to resume from is corrupt and, for
+                ``resume=True``, so is every earlier ``model_XXXXXXX.pth``.
         """
+        self.remove_leftover_temp_files()
         if isinstance(resume, str) and resume:
             return self._resume_from(resume)
         if resume and self.has_checkpoint():
@@ -246,8 +272,63 @@ class Checkpointer(_FvcoreCheckpointer):
                     f"{os.path.join(self.save_dir, _POINTER_FILE)} points to {target!r}, which "
                     "does not exist; fix or delete the pointer file to start over"
                 )
-            return self._resume_from(target)
+            try:
+                return self._resume_from(target)
+            except CorruptCheckpointError as error:
+                return self._resume_from_earlier(target, error)
         return self.load(path, checkpointables=[])
+
+    def remove_leftover_temp_files(self) -> list[str]:
+        """Deletes the temp files of checkpoint and pointer saves killed midway.
+
+        Only a Checkpointer that saves to disk into a local ``save_dir`` does this; other
+        ranks, and evaluation that only reads, leave the directory alone.
+
+        Returns:
+            The removed paths.
+        """
+        if not self.save_dir or not self.save_to_disk or not _is_local(self.save_dir):
+            return []
+        removed = []
+        for tmp, target in atomic_write_leftovers(self.save_dir).items():
+            if not (target.endswith(".pth") or target == _POINTER_FILE):
+                continue
+            try:
+                os.remove(tmp)
+            except FileNotFoundError:
+                continue
+            removed.append(tmp)
+            self.logger.info(f"Removed {tmp}, left by an interrupted save of {target}")
+        return removed
+
+    def _resume_from_earlier(self, corrupt: str, error: CorruptCheckpointError) -> dict[str, Any]:
+        """Resumes from the newest periodic checkpoint before ``corrupt`` that loads."""
+        match = _PERIODIC_FILE.match(os.path.basename(corrupt))
+        newest = int(match.group(1)) if match else None
+        candidates = []
+        for name in self.path_manager.ls(self.save_dir):
+            m = _PERIODIC_FILE.match(name)
+            path = os.path.join(self.save_dir, name)
+            # Files after the corrupt one belong to a history that was resumed away from.
+            if m and path != corrupt and (newest is None or int(m.group(1)) < newest):
+                candidates.append((int(m.group(1)), path))
+        failures = [f"{corrupt} ({error.reason})"]
+        for _, path in sorted(candidates, reverse=True):
+            self.logger.warning(
+                f"{error}; resuming from the previous complete checkpoint {path} instead"
+            )
+            try:
+                return self._resume_from(path)
+            except CorruptCheckpointError as e:
+                failures.append(f"{path} ({e.reason})")
+                error = e
+        raise CorruptCheckpointError(
+            corrupt,
+            failures[0],
+            message=f"Cannot resume from {self.save_dir}: no checkpoint there loads: "
+            f"{'; '.join(failures)}. Delete the corrupt files (or {_POINTER_FILE}, to start "
+            "over).",
+        ) from error
 
     def _resume_from(self, path: str) -> dict[str, Any]:
         extra = self.load(path)
@@ -271,17 +352,7 @@ class Checkpointer(_FvcoreCheckpointer):
         """
         if f.endswith(".pkl"):
             return read_pickle_checkpoint(f)
-        try:
-            data = torch.load(f, map_location="cpu", weights_only=self.weights_only)
-        except pickle.UnpicklingError as e:
-            if not self.weights_only:
-                raise
-            raise RuntimeError(
-                f"Refusing to load {f}: torch.load(weights_only=True) found Python objects "
-                "other than tensors and plain containers in it, and unpickling those could "
-                "run arbitrary code. If you trust this file, create the Checkpointer with "
-                f"weights_only=False. Details: {e}"
-            ) from e
+        data = read_torch_checkpoint(f, weights_only=self.weights_only)
         if not isinstance(data, dict):
             raise ValueError(f"{f}: expected a dict in the checkpoint, got {type(data).__name__}")
         if data.get(_FORMAT_KEY) is not None:
@@ -308,7 +379,8 @@ class Checkpointer(_FvcoreCheckpointer):
             checkpoint: from :meth:`_load_file`; ``"model"`` is popped.
 
         Returns:
-            fvcore's ``_IncompatibleKeys`` (missing, unexpected, incorrect shapes).
+            fvcore's ``_IncompatibleKeys`` (missing, unexpected, incorrect shapes), for
+            foreign weights in the model's names (already logged as tables here).
         """
         if not checkpoint.get("matching_heuristics"):
             return super()._load_model(checkpoint)
@@ -326,8 +398,30 @@ class Checkpointer(_FvcoreCheckpointer):
         if problems:
             self.logger.warning(f"Weights not loaded:\n{problems}")
         self.model.load_state_dict(result.state_dict, strict=False)
-        # Already reported in the table above; return nothing more to log.
-        return _IncompatibleKeys(missing_keys=[], unexpected_keys=[], incorrect_shapes=[])
+        return _IncompatibleKeys(
+            missing_keys=list(result.missing),
+            unexpected_keys=list(result.unexpected),
+            incorrect_shapes=[
+                (ours, theirs, mine) for ours, _, theirs, mine in result.incorrect_shapes
+            ],
+        )
+
+
+def _report(
+    path: str, model_state: dict[str, torch.Tensor], incompatible: _IncompatibleKeys
+) -> LoadReport:
+    """The :class:`LoadReport` of a load from what it did not match."""
+    wrong_shape = [key for key, _, _ in incompatible.incorrect_shapes]
+    # fvcore drops mismatched tensors before loading, so they are also "missing" there.
+    skipped = set(wrong_shape)
+    missing = [key for key in incompatible.missing_keys if key not in skipped]
+    return LoadReport.build(
+        path,
+        model_state,
+        missing=missing,
+        incorrect_shapes=wrong_shape,
+        unexpected=incompatible.unexpected_keys,
+    )
 
 
 class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):

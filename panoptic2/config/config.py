@@ -550,6 +550,7 @@ def load_config(
     config_file: str | None,
     overrides: Sequence[str] = (),
     plugins: Sequence[str] = (),
+    allowed_plugins: Sequence[str] = (),
 ) -> CfgNode:
     """Builds the config of a run: plugins, defaults, the file, the overrides; frozen.
 
@@ -558,11 +559,14 @@ def load_config(
     file in the chain and the ``PLUGINS`` overrides, so that their config extensions are
     registered; then :func:`get_cfg`, merge the file and the overrides (type-checked) and set
     ``PLUGINS`` to all plugins named anywhere, so spawned workers can import the same ones.
+    A file's ``PLUGINS`` are imported only when trusted (see :mod:`panoptic2.utils.plugins`).
 
     Args:
         config_file: YAML path or URL; None or "" for the defaults plus overrides.
         overrides: Command-line tokens, see :meth:`CfgNode.merge_from_list`.
         plugins: Extra plugin modules (e.g. from ``--plugin``), imported first.
+        allowed_plugins: Modules a config file may name in ``PLUGINS`` wherever they live
+            (``--allow-plugin``).
 
     Returns:
         The frozen config.
@@ -575,7 +579,9 @@ def load_config(
     load_plugins(plugin_names, requested_by="the plugins argument of load_config (--plugin)")
     tree = _load_tree(config_file) if config_file else None
     for module, file in tree.plugins if tree else ():
-        load_plugins([module], requested_by=f"PLUGINS of '{file}'")
+        load_plugins(
+            [module], requested_by=f"PLUGINS of '{file}'", config_file=file, allowed=allowed_plugins
+        )
         plugin_names.append(module)
     for key, raw in _split_overrides(overrides):
         if key == PLUGINS_KEY:

@@ -91,6 +91,8 @@ _C.MODEL.META_ARCHITECTURE = "PanopticDeepLab"
 _C.MODEL.DEVICE = "auto"
 # Path or URL of weights to initialise from (ignored when resuming).
 _C.MODEL.WEIGHTS = ""
+# --eval-only evaluates even when no weights, or under 90% of the model's elements, loaded.
+_C.MODEL.ALLOW_PARTIAL_WEIGHTS = False
 # Per-channel mean/std in the 0-255 range, in the order of INPUT.FORMAT.
 _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
@@ -422,6 +424,8 @@ _C.SEED = -1
 _C.CUDNN_BENCHMARK = False
 # Use deterministic algorithms (needed for bit-exact resume).
 _C.DETERMINISTIC = False
+# Seconds a collective waits for every rank before failing and naming the silent ranks.
+_C.DIST_TIMEOUT_S = 600
 # Iterations between console / metrics.json / TensorBoard writes.
 _C.LOG_PERIOD = 20
 

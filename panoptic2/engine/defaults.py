@@ -115,6 +115,20 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         help="module to import in every process (registers datasets/models); repeatable",
     )
     parser.add_argument(
+        "--allow-plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="let the config file's PLUGINS import MODULE (or a module in package MODULE) "
+        "from outside the trusted directories; repeatable",
+    )
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="with --eval-only, evaluate even when no weights, or under 90%% of the model's, "
+        "loaded (same as MODEL.ALLOW_PARTIAL_WEIGHTS True)",
+    )
+    parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         default=[],
@@ -288,6 +302,23 @@ class DefaultTrainer(TrainerBase):
                 self.start_iter,
                 self.max_iter,
                 self.iter,
+            )
+            self._drop_metrics_after(self.iter)
+
+    def _drop_metrics_after(self, iteration: int) -> None:
+        """Removes what an interrupted run logged after the resumed checkpoint from
+        ``metrics.json``, which this run logs again (main process; writers not yet open)."""
+        if not comm.is_main_process() or not self.cfg.OUTPUT_DIR:
+            return
+        path = os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")
+        dropped = JSONWriter.drop_records_after(path, iteration)
+        if dropped:
+            logger.info(
+                "Dropped %d records after iteration %d from %s: the interrupted run wrote them "
+                "after its last checkpoint, and this run writes those iterations again",
+                dropped,
+                iteration,
+                path,
             )
 
     # -- training -------------------------------------------------------------------------

@@ -10,6 +10,12 @@
 * under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` ... in the environment) the
   processes already exist, so the group is initialised from the environment and ``main``
   runs directly; the numbers passed to ``launch`` are then ignored.
+
+Spawned workers die with the process that launched them (even one killed with SIGKILL), so
+no orphan keeps writing into ``OUTPUT_DIR``; see :func:`panoptic2.utils.process.end_with_parent`.
+(torchrun's workers are torchrun's business.) A collective that waits longer than
+``timeout`` (the config's ``DIST_TIMEOUT_S``) raises
+:class:`panoptic2.utils.comm.CollectiveTimeoutError` naming the ranks that did not answer.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from panoptic2.config import get_cfg
 from panoptic2.utils import comm
 from panoptic2.utils.plugins import load_plugins, loaded_plugins
+from panoptic2.utils.process import end_with_parent
 
 __all__ = ["DEFAULT_TIMEOUT", "launch"]
 
-# Collectives that wait longer than this fail instead of hanging forever.
-DEFAULT_TIMEOUT = timedelta(minutes=30)
+# Collectives that wait longer than this fail instead of hanging forever. The config key
+# DIST_TIMEOUT_S is the one place the value is written.
+DEFAULT_TIMEOUT = timedelta(seconds=get_cfg().DIST_TIMEOUT_S)
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -67,13 +76,16 @@ def launch(
             ``"file:///shared/rendezvous"``; ``"auto"`` (or None) picks a free local port,
             only valid with one machine.
         args: positional arguments of ``main_func`` (picklable).
-        timeout: timeout of collectives.
+        timeout: timeout of collectives; ``tools/train_net.py`` passes the config's
+            ``DIST_TIMEOUT_S``.
 
     Raises:
         ValueError: for inconsistent arguments (see messages).
         torch.multiprocessing.ProcessRaisedException: when a worker raised; its message
-            holds the worker's traceback.
+            holds the worker's traceback (a hung rank: a CollectiveTimeoutError naming it).
     """
+    if timeout.total_seconds() <= 0:
+        raise ValueError(f"timeout (DIST_TIMEOUT_S) must be positive, got {timeout}.")
     if all(k in os.environ for k in _TORCHRUN_VARS):
         _run_under_torchrun(main_func, num_gpus_per_machine * num_machines, args, timeout)
         return
@@ -102,10 +114,11 @@ def launch(
     if num_machines > 1 and dist_url.startswith("file://"):
         logger.warning("file:// rendezvous across machines needs a file system they all share.")
 
-    mp.start_processes(
+    context = mp.start_processes(
         _distributed_worker,
         nprocs=num_gpus_per_machine,
         args=(
+            os.getpid(),
             main_func,
             world_size,
             num_gpus_per_machine,
@@ -118,11 +131,23 @@ def launch(
         ),
         daemon=False,
         start_method="spawn",
+        join=False,
     )
+    logger.info(
+        "Started %d workers (pids %s); they end when this process (pid %d) ends.",
+        num_gpus_per_machine,
+        [p.pid for p in context.processes],
+        os.getpid(),
+    )
+    # The waiting stays in this thread: the workers' parent-death signal fires when the
+    # thread that spawned them exits.
+    while not context.join():
+        pass
 
 
 def _distributed_worker(
     local_rank: int,
+    parent_pid: int,
     main_func: Callable[..., Any],
     world_size: int,
     num_gpus_per_machine: int,
@@ -133,6 +158,8 @@ def _distributed_worker(
     use_cuda: bool,
     plugins: list[str],
 ) -> None:
+    # First of all: a launcher killed from now on takes this worker with it.
+    end_with_parent(parent_pid)
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     if use_cuda:
         # Before init_process_group, so NCCL binds this rank to its own device.
@@ -146,11 +173,14 @@ def _distributed_worker(
     )
     try:
         comm.create_local_process_group(num_gpus_per_machine)
+        comm.create_health_check_group(timeout)
         # Spawned workers start from a fresh interpreter: re-import what registered
         # datasets/models in the parent.
         load_plugins(plugins)
         comm.synchronize()
-        main_func(*args)
+        # Also names the silent ranks when a collective outside comm (DDP's) times out.
+        with comm.reporting_timeouts():
+            main_func(*args)
     finally:
         comm._reset_groups()
         dist.destroy_process_group()
@@ -182,8 +212,10 @@ def _run_under_torchrun(
     )
     try:
         comm.create_local_process_group(local_size)
+        comm.create_health_check_group(timeout)
         comm.synchronize()
-        main_func(*args)
+        with comm.reporting_timeouts():
+            main_func(*args)
     finally:
         comm._reset_groups()
         dist.destroy_process_group()

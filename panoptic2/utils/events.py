@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
 
-from .file_io import PathManager
+from .file_io import PathManager, atomic_write
 
 __all__ = [
     "CommonMetricPrinter",
@@ -235,7 +235,9 @@ class JSONWriter(EventWriter):
     Each line holds ``"iteration"`` and the scalars put at that iteration (smoothed where
     hinted); only iterations newer than the last write are written. The file is an
     append-only log (so a crash keeps every line written before it), not rewritten
-    atomically; each line is flushed when written.
+    atomically; each line is flushed when written. It is opened at the first write, so a
+    resumed run can first drop the records its interrupted predecessor wrote after the
+    checkpoint (:meth:`drop_records_after`).
 
     Args:
         json_file: path of the file; appended to if it exists.
@@ -243,9 +245,50 @@ class JSONWriter(EventWriter):
     """
 
     def __init__(self, json_file: str, window_size: int = 20) -> None:
-        self._file_handle = PathManager.open(json_file, "a")
+        self._json_file = json_file
+        self._file_handle: Any = None
         self._window_size = window_size
         self._last_write = -1
+
+    @staticmethod
+    def drop_records_after(json_file: str, iteration: int) -> int:
+        """Removes the records of iterations after ``iteration`` from a local metrics file.
+
+        A run killed after its last checkpoint has logged iterations that the resumed run
+        logs again; dropping them first keeps one record per iteration. Records without an
+        integer ``"iteration"`` (evaluation-only results) are kept; a line that is not JSON
+        (cut short by the kill) is dropped. The file is replaced atomically, so call this
+        before any writer has it open.
+
+        Args:
+            json_file: the file; a missing file is left missing.
+            iteration: the last iteration whose records stay.
+
+        Returns:
+            The number of lines dropped.
+        """
+        try:
+            with open(json_file, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return 0
+        kept = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            itr = record.get("iteration") if isinstance(record, dict) else None
+            if isinstance(itr, int) and not isinstance(itr, bool) and itr > iteration:
+                continue
+            kept.append(line)
+        dropped = sum(1 for line in lines if line.strip()) - len(kept)
+        if dropped:
+            text = "".join(line + "\n" for line in kept)
+            atomic_write(json_file, lambda f: f.write(text.encode("utf-8")))
+        return dropped
 
     def write(self) -> None:
         storage = get_event_storage()
@@ -255,6 +298,8 @@ class JSONWriter(EventWriter):
                 to_save[itr][name] = value
         if not to_save:
             return
+        if self._file_handle is None:
+            self._file_handle = PathManager.open(self._json_file, "a")
         for itr in sorted(to_save):
             line = {"iteration": itr, **to_save[itr]}
             self._file_handle.write(json.dumps(line, sort_keys=True) + "\n")
@@ -262,7 +307,9 @@ class JSONWriter(EventWriter):
         self._last_write = max(to_save)
 
     def close(self) -> None:
-        self._file_handle.close()
+        if self._file_handle is not None:
+            self._file_handle.close()
+            self._file_handle = None
 
 
 class TensorboardXWriter(EventWriter):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
@@ -18,7 +19,11 @@ from typing import IO, Any
 from iopath.common.file_io import HTTPURLHandler, OneDrivePathHandler
 from iopath.common.file_io import PathManager as PathManagerBase
 
-__all__ = ["PathManager", "atomic_write", "get_cache_dir"]
+__all__ = ["PathManager", "atomic_write", "atomic_write_leftovers", "get_cache_dir"]
+
+# The temp files of atomic_write: ".{name}.{12 hex digits}.tmp" next to the destination.
+_TEMP_HEX_DIGITS = 12
+_TEMP_NAME = re.compile(rf"^\.(?P<target>.+)\.[0-9a-f]{{{_TEMP_HEX_DIGITS}}}\.tmp$")
 
 
 def get_cache_dir() -> str:
@@ -75,7 +80,7 @@ def atomic_write(path: str, write_fn: Callable[[IO[bytes]], None]) -> None:
         write_fn: writes the content to the binary file object it is given.
     """
     dirname, basename = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(dirname, f".{basename}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = os.path.join(dirname, f".{basename}.{uuid.uuid4().hex[:_TEMP_HEX_DIGITS]}.tmp")
     try:
         # "xb": never clobber another writer's temp file; default permissions (umask).
         with open(tmp, "xb") as f:
@@ -88,3 +93,28 @@ def atomic_write(path: str, write_fn: Callable[[IO[bytes]], None]) -> None:
             os.remove(tmp)
         raise
     _fsync_dir(dirname)
+
+
+def atomic_write_leftovers(dirname: str) -> dict[str, str]:
+    """Finds the temp files that :func:`atomic_write` left in a directory.
+
+    A process killed between creating its temp file and the rename leaves the file behind;
+    a writer still running has one too, so remove them only when no other process writes
+    to ``dirname``.
+
+    Args:
+        dirname: a local directory; a missing one has no leftovers.
+
+    Returns:
+        ``{temp file path: name of the file it was to replace}``.
+    """
+    try:
+        names = os.listdir(dirname)
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in sorted(names):
+        match = _TEMP_NAME.match(name)
+        if match is not None and os.path.isfile(os.path.join(dirname, name)):
+            found[os.path.join(dirname, name)] = match.group("target")
+    return found

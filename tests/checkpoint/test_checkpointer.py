@@ -14,7 +14,7 @@ import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer as FvcorePeriodicCheckpointer
 from torch import nn
 
-from panoptic2.checkpoint import Checkpointer, PeriodicCheckpointer
+from panoptic2.checkpoint import Checkpointer, CorruptCheckpointError, PeriodicCheckpointer
 from panoptic2.data.label_space import LabelSpace
 from panoptic2.modeling.meta_arch.base import LabelSpaceMixin
 
@@ -370,3 +370,72 @@ def test_label_space_round_trips_through_a_checkpoint(tmp_path, log):
     plain.linear = nn.Linear(2, 2)
     Checkpointer(plain).load(str(tmp_path / "m.pth"))
     assert torch.equal(plain.linear.weight, trained.linear.weight)
+
+
+def _periodic_run(run: Path, iterations=(9, 19, 29)) -> None:
+    """Periodic checkpoints whose weights hold their iteration; the pointer names the last."""
+    saver = Checkpointer(_filled_linear(0.0), str(run), save_to_disk=True)
+    for it in iterations:
+        saver.model = _filled_linear(float(it))
+        saver.save(f"model_{it:07d}", iteration=it)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_resume_falls_back_to_previous_complete_checkpoint(tmp_path, log):
+    run = tmp_path / "run"
+    _periodic_run(run, iterations=(9, 19, 29))
+    _truncate(run / "model_0000029.pth")
+    _truncate(run / "model_0000019.pth")
+
+    model = _filled_linear(-1.0)
+    extra = Checkpointer(model, str(run)).resume_or_load("", resume=True)
+    assert extra == {"iteration": 9}
+    assert torch.all(model.weight == 9.0)
+    warnings = [r.getMessage() for r in log.records if r.levelno == logging.WARNING]
+    assert any(
+        "model_0000029.pth' is not a checkpoint or is corrupt" in w
+        and "previous complete checkpoint" in w
+        for w in warnings
+    )
+    assert any("RESUMED from" in w and "model_0000009.pth" in w for w in warnings)
+
+    # An explicitly chosen file gets no fallback: the error names it.
+    with pytest.raises(CorruptCheckpointError, match=r"model_0000029.pth' is not a checkpoint"):
+        Checkpointer(model, str(run)).resume_or_load("", resume=str(run / "model_0000029.pth"))
+
+
+def test_resume_with_no_loadable_checkpoint_names_them_all(tmp_path):
+    run = tmp_path / "run"
+    _periodic_run(run, iterations=(9, 19))
+    for name in ("model_0000009.pth", "model_0000019.pth"):
+        (run / name).write_text("garbage")
+    with pytest.raises(CorruptCheckpointError) as err:
+        Checkpointer(_filled_linear(0.0), str(run)).resume_or_load("", resume=True)
+    message = str(err.value)
+    assert message.startswith(f"Cannot resume from {run}: no checkpoint there loads")
+    assert "model_0000019.pth (it starts with b'garbage'" in message
+    assert "model_0000009.pth (" in message
+
+
+def test_leftover_temp_files_are_removed_when_a_saving_run_starts(tmp_path, log):
+    run = tmp_path / "run"
+    _periodic_run(run, iterations=(9,))
+    leftovers = [".model_0000019.pth.0123456789ab.tmp", ".last_checkpoint.abcdef012345.tmp"]
+    unrelated = [".config.yaml.0123456789ab.tmp", ".model_0000019.pth.tmp"]
+    for name in leftovers + unrelated:
+        (run / name).write_bytes(b"partial")
+
+    # Evaluation-only (save_to_disk=False) leaves another run's directory alone.
+    Checkpointer(_filled_linear(0.0), str(run), save_to_disk=False).resume_or_load("")
+    assert all((run / name).exists() for name in leftovers)
+
+    extra = Checkpointer(_filled_linear(0.0), str(run), save_to_disk=True).resume_or_load("")
+    assert extra == {"iteration": 9}
+    assert not any((run / name).exists() for name in leftovers)
+    assert all((run / name).exists() for name in unrelated)
+    removed = [r.getMessage() for r in log.records if r.getMessage().startswith("Removed ")]
+    assert len(set(removed)) == 2 and "interrupted save of model_0000019.pth" in " ".join(removed)

@@ -1,7 +1,10 @@
 import math
+import os
+import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -446,6 +449,7 @@ def _write_plugin(tmp_path, monkeypatch, key):
 
 def test_load_config_imports_plugins_named_in_base_chain(tmp_path, monkeypatch):
     name = _write_plugin(tmp_path, monkeypatch, "MYPLUG")
+    monkeypatch.chdir(tmp_path)  # the plugin lives under the working directory: trusted
     write(tmp_path / "cfg" / "Base.yaml", f"PLUGINS: [{name}]\nMYPLUG:\n  WIDTH: 16\n")
     top = write(tmp_path / "cfg" / "exp" / "top.yaml", "_BASE_: ../Base.yaml\nSEED: 2\n")
     # Before the plugin is imported, its keys are unknown (and the error says why).
@@ -479,3 +483,50 @@ def test_load_config_missing_plugin_names_the_file(tmp_path):
     assert "no_such_module_p2" in str(e.value) and str(f) in str(e.value)
     with pytest.raises(ConfigTypeError, match=r"PLUGINS must be a list of module names"):
         load_config(None, ["PLUGINS", "no_such_module_p2"])
+
+
+def test_load_config_refuses_untrusted_file_plugins_unless_allowed(tmp_path, monkeypatch):
+    name = _write_plugin(tmp_path, monkeypatch, "EVIL")
+    marker = tmp_path / "plugins" / f"{name}.py"
+    marker.write_text(f"open({str(tmp_path / 'pwned')!r}, 'w').close()\n" + marker.read_text())
+    cfg_file = write(tmp_path / "cfg" / "exp.yaml", f"PLUGINS: [{name}]\nEVIL:\n  WIDTH: 3\n")
+    with pytest.raises(ImportError) as err:
+        load_config(str(cfg_file))
+    assert f"plugin '{name}'" in str(err.value) and str(cfg_file) in str(err.value)
+    assert "--allow-plugin" in str(err.value)
+    assert not (tmp_path / "pwned").exists() and name not in sys.modules
+
+    cfg = load_config(str(cfg_file), allowed_plugins=[name])
+    assert cfg.EVIL.WIDTH == 3 and list(cfg.PLUGINS) == [name]
+    assert (tmp_path / "pwned").exists()
+
+
+def test_every_shipped_config_loads_with_its_plugins(tmp_path):
+    """Configs under configs/ and projects/*/configs name only trusted plugins; checked in a
+    fresh interpreter run outside the checkout, so trust comes from where the modules live."""
+    repo = Path(__file__).resolve().parents[2]
+    files = sorted(
+        str(p)
+        for pattern in ("configs/**/*.yaml", "projects/*/configs/**/*.yaml")
+        for p in repo.glob(pattern)
+    )
+    assert len(files) > 20
+    script = (
+        "import sys\n"
+        "from panoptic2.config import load_config\n"
+        "for f in sys.argv[1:]:\n"
+        "    load_config(f)\n"
+        "print('loaded', len(sys.argv) - 1)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    env.pop("PANOPTIC2_ALLOWED_PLUGINS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *files],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"loaded {len(files)}" in proc.stdout

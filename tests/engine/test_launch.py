@@ -1,18 +1,26 @@
-"""Tests of panoptic2.engine.launch: in-process, spawned gloo workers, torchrun."""
+"""Tests of panoptic2.engine.launch: in-process, spawned gloo workers, torchrun, and what
+happens to the workers when the launcher is killed or a rank hangs."""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch.distributed as dist
 
+from panoptic2.config import get_cfg
 from panoptic2.engine.launch import DEFAULT_TIMEOUT, launch
 from panoptic2.utils import comm, plugins
 from panoptic2.utils.plugins import load_plugins
+
+from .toy_plugin import toy_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 # The package re-exports the function launch(), which hides the module attribute.
@@ -23,7 +31,8 @@ def test_world_size_one_runs_in_this_process():
     launch(calls.append, 1, args=("ran",))
     assert calls == ["ran"]  # mutated our list: no child process involved
     assert not dist.is_initialized()
-    assert DEFAULT_TIMEOUT.total_seconds() > 0
+    # One value for launch() and train_net.py: the config's.
+    assert DEFAULT_TIMEOUT == timedelta(seconds=get_cfg().DIST_TIMEOUT_S) > timedelta(0)
 
 
 def test_bad_arguments_are_rejected():
@@ -33,6 +42,8 @@ def test_bad_arguments_are_rejected():
         launch(print, 2, num_machines=2, dist_url="auto")
     with pytest.raises(ValueError, match="num_gpus_per_machine"):
         launch(print, 0)
+    with pytest.raises(ValueError, match="DIST_TIMEOUT_S"):
+        launch(print, 2, timeout=timedelta(0))
 
 
 def _worker(out_dir: str, fail_rank: int, plugin: str) -> None:
@@ -128,3 +139,150 @@ def test_launch_under_torchrun_initialises_from_env(tmp_path):
         assert info["gathered"] == [0, 1]
     # main ran in the two torchrun workers themselves: launch() spawned nothing more.
     assert infos[0]["parent_pid"] == infos[1]["parent_pid"]
+
+
+# A plugin, written into the test's folder, with a hook that writes each rank's pid to
+# OUTPUT_DIR once training runs; imported (with the toy plugin) in every worker.
+_PID_PLUGIN = """
+import os
+from panoptic2.engine import HOOK_REGISTRY, HookBase
+from panoptic2.utils import comm
+
+@HOOK_REGISTRY.register()
+class PidRecorder(HookBase):
+    def __init__(self, cfg, trainer):
+        self.output_dir = cfg.OUTPUT_DIR
+
+    def after_step(self):
+        if self.trainer.iter == 2:
+            path = os.path.join(self.output_dir, "pid.rank%d" % comm.get_rank())
+            with open(path + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(path + ".tmp", path)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of the processes whose parent is ``pid``."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+def _start_endless_training(tmp_path: Path, **opts) -> tuple[subprocess.Popen, list[int]]:
+    """Starts a 2-process gloo training that would run for hours; returns it and the pids
+    of ranks 0 and 1 once both train."""
+    (tmp_path / "p2_pid_probe.py").write_text(_PID_PLUGIN)
+    out = tmp_path / "out"
+    pythonpath = os.pathsep.join([str(REPO), str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    opts = {"SOLVER.MAX_ITER": 10**7, "SOLVER.CHECKPOINT_PERIOD": 10**7, **opts}
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "train_net.py"),
+        "--plugin",
+        "tests.engine.toy_plugin",
+        "--plugin",
+        "p2_pid_probe",
+        "--num-gpus",
+        "2",
+        *toy_overrides(str(out), **{"HOOKS.CUSTOM": "[PidRecorder]"}, **opts),
+    ]
+    launcher = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=pythonpath, OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    files = [out / f"pid.rank{rank}" for rank in range(2)]
+    started = _wait_until(
+        lambda: all(f.exists() for f in files) or launcher.poll() is not None, 120
+    )
+    if not started or launcher.poll() is not None:
+        launcher.kill()
+        raise AssertionError("training did not start:\n" + launcher.communicate()[0][-4000:])
+    return launcher, [int(f.read_text()) for f in files]
+
+
+def _end_all(launcher: subprocess.Popen, pids: list[int]) -> None:
+    """Leaves no process behind, whatever state the test left them in."""
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+    launcher.kill()
+    launcher.wait()
+    launcher.stdout.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_the_launcher_ends_its_workers(tmp_path):
+    # A data-loading process per rank too: it must not outlive its rank either.
+    launcher, ranks = _start_endless_training(tmp_path, **{"DATALOADER.NUM_WORKERS": 1})
+    loaders = [child for pid in ranks for child in _children(pid)]
+    try:
+        assert len(loaders) == 2 and all(_alive(pid) for pid in ranks + loaders)
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        # No orphan may go on training into OUTPUT_DIR (a --resume would race it).
+        assert _wait_until(lambda: not any(_alive(pid) for pid in ranks), 10), [
+            pid for pid in ranks if _alive(pid)
+        ]
+        # Then the ranks' loader processes, which torch's DataLoader ends when it notices
+        # (it checks every 5 s) that their rank is gone.
+        assert _wait_until(lambda: not any(_alive(pid) for pid in loaders), 20)
+    finally:
+        _end_all(launcher, ranks + loaders)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stopped_rank_is_named_by_the_others(tmp_path):
+    timeout_s = 5
+    launcher, pids = _start_endless_training(tmp_path, DIST_TIMEOUT_S=timeout_s)
+    try:
+        os.kill(pids[1], signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        # Rank 0 waits DIST_TIMEOUT_S in a collective, then as long for a roll call.
+        assert _wait_until(lambda: not _alive(pids[0]), 60), "rank 0 did not fail"
+        elapsed = time.monotonic() - stopped_at
+        # Lets the stopped rank take the SIGTERM the launcher sent to end it.
+        os.kill(pids[1], signal.SIGCONT)
+        output = launcher.communicate(timeout=60)[0]
+        assert launcher.returncode != 0
+        expected = (
+            rf"collective .+ timed out after {timeout_s} s on rank 0 of 2: ranks \[1\] did not "
+            r"answer \(see DIST_TIMEOUT_S\)"
+        )
+        assert re.search(expected, output), output[-4000:]
+        assert elapsed < 4 * timeout_s, elapsed
+    finally:
+        _end_all(launcher, pids)

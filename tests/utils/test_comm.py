@@ -2,6 +2,8 @@
 
 import json
 import os
+import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -89,3 +91,88 @@ def test_comm_in_two_gloo_processes(tmp_path):
     assert results[1]["gather_dst1"] == [[0], [1]]
     # The process group is torn down and the parent never joined one.
     assert not dist.is_initialized()
+
+
+def test_timeout_errors_are_told_apart_from_other_errors():
+    gloo = "[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms for recv operation"
+    assert comm._is_timeout(RuntimeError(gloo))
+    assert comm._is_timeout(RuntimeError("Application timeout caused pair closure"))
+    assert comm._is_timeout(RuntimeError("Watchdog caught collective operation timeout: ..."))
+    assert not comm._is_timeout(RuntimeError("DataLoader timed out after 5 seconds"))
+    assert not comm._is_timeout(ValueError(gloo))
+    with pytest.raises(RuntimeError, match="unrelated"), comm.reporting_timeouts("x"):
+        raise RuntimeError("unrelated")
+    # Without a process group there is nobody to ask: the message says so.
+    expected = r"barrier timed out after 5 s on rank 0 of 1; which ranks did not answer is unknown"
+    with (
+        pytest.raises(comm.CollectiveTimeoutError, match=expected),
+        comm.reporting_timeouts("barrier"),
+    ):
+        raise RuntimeError(gloo)
+
+
+_TIMEOUT_S = 3
+
+
+def _silent_rank_worker(out_dir: str) -> None:
+    rank = comm.get_rank()
+    messages = []
+    if rank == 1:
+        # Silent past rank 0's timeout and its roll call.
+        time.sleep(3 * _TIMEOUT_S)
+    else:
+        start = time.monotonic()
+        for collective in (comm.synchronize, lambda: comm.gather(rank)):
+            try:
+                collective()
+            except comm.CollectiveTimeoutError as error:
+                messages.append(str(error))
+        messages.append(time.monotonic() - start)
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(messages, f)
+
+
+@pytest.mark.slow
+def test_timeout_names_the_rank_that_did_not_answer(tmp_path):
+    launch(
+        _silent_rank_worker,
+        2,
+        dist_url="auto",
+        args=(str(tmp_path),),
+        timeout=timedelta(seconds=_TIMEOUT_S),
+    )
+    first, second, elapsed = json.loads((tmp_path / "rank0.json").read_text())
+    assert first == (
+        f"collective synchronize timed out after {_TIMEOUT_S} s on rank 0 of 2: "
+        "ranks [1] did not answer (see DIST_TIMEOUT_S)"
+    )
+    # Gloo closed the group's connections and the roll call was spent: no second one.
+    assert second.startswith("collective gather timed out") and "is unknown" in second
+    # The barrier's timeout plus the roll call's, not 30 minutes.
+    assert elapsed < 4 * _TIMEOUT_S
+
+
+def _deadlock_worker(out_dir: str) -> None:
+    # Both ranks wait to receive from each other: no rank is silent, the program is wrong.
+    rank = comm.get_rank()
+    with pytest.raises(comm.CollectiveTimeoutError) as info, comm.reporting_timeouts():
+        dist.recv(torch.zeros(1), src=1 - rank)
+    with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
+        f.write(str(info.value))
+
+
+@pytest.mark.slow
+def test_timeout_where_every_rank_answers_blames_the_program(tmp_path):
+    launch(
+        _deadlock_worker,
+        2,
+        dist_url="auto",
+        args=(str(tmp_path),),
+        timeout=timedelta(seconds=_TIMEOUT_S),
+    )
+    for rank in range(2):
+        message = (tmp_path / f"rank{rank}.txt").read_text()
+        assert message.startswith(
+            f"collective recv timed out after {_TIMEOUT_S} s on rank {rank} of 2: "
+            "every rank answered"
+        ), message

@@ -84,6 +84,37 @@ def test_json_writer_writes_new_iterations_only(tmp_path):
     ]
 
 
+def test_json_writer_opens_its_file_at_the_first_write(tmp_path):
+    path = tmp_path / "metrics.json"
+    writer = JSONWriter(str(path))
+    writer.close()  # closing an unopened writer is fine
+    assert not path.exists()
+    with EventStorage(start_iter=5) as storage:
+        storage.put_scalar("loss", 1.0)
+        writer.write()
+    writer.close()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"iteration": 5, "loss": 1.0}
+    ]
+
+
+def test_drop_records_after_keeps_one_record_per_iteration(tmp_path):
+    path = tmp_path / "metrics.json"
+    records = [{"iteration": i, "loss": float(i)} for i in range(6)]
+    records.insert(4, {"iteration": 3, "dataset": "val", "acc": 50.0})  # evaluation record
+    records.append({"iteration": None, "dataset": "val", "acc": 1.0})  # eval-only run
+    text = "".join(json.dumps(r) + "\n" for r in records) + '{"iteration": 6, "lo'  # cut by a kill
+    path.write_text(text)
+
+    assert JSONWriter.drop_records_after(str(path), 3) == 3
+    kept = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["iteration"] for r in kept] == [0, 1, 2, 3, 3, None]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temp file left
+    assert JSONWriter.drop_records_after(str(path), 3) == 0  # nothing more to drop
+    assert JSONWriter.drop_records_after(str(tmp_path / "missing.json"), 3) == 0
+    assert not (tmp_path / "missing.json").exists()
+
+
 def test_common_metric_printer_line():
     records = []
 

@@ -2,16 +2,31 @@ import sys
 import textwrap
 import uuid
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 
 from panoptic2.utils import plugins
 
+_REAL_ENTRY_POINTS = plugins.importlib_metadata.entry_points
+
+
+def _entry_points_with(*ours):
+    """entry_points() with ``ours`` as the plugin group; other libraries imported meanwhile
+    (triton under torch, ...) still find their own groups."""
+
+    def entry_points(**kwargs):
+        if kwargs.get("group") == plugins.ENTRY_POINT_GROUP:
+            return list(ours)
+        return _REAL_ENTRY_POINTS(**kwargs)
+
+    return entry_points
+
 
 @pytest.fixture(autouse=True)
 def fresh_state(monkeypatch):
     monkeypatch.setattr(plugins, "_STATE", plugins._State())
-    monkeypatch.setattr(plugins.importlib_metadata, "entry_points", lambda **kw: [])
+    monkeypatch.setattr(plugins.importlib_metadata, "entry_points", _entry_points_with())
 
 
 @pytest.fixture
@@ -98,3 +113,110 @@ def test_entry_point_with_attribute_and_failure(make_module, monkeypatch):
     with pytest.raises(ImportError, match="bad"):
         plugins.load_plugins([])
     assert make_module.imports() == [mod]
+
+
+# --------------------------------------------------------------------- trust of config files
+@pytest.fixture
+def outside(tmp_path, monkeypatch):
+    """A directory on sys.path outside the trusted ones, and a marker its code would create."""
+    root = tmp_path / "elsewhere"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    marker = tmp_path / "pwned"
+
+    def make(name, *, package=False):
+        def code(module):
+            return f"open({str(marker)!r}, 'a').write({module!r} + '\\n')\n"
+
+        path = root / name
+        if package:
+            path.mkdir(parents=True)
+            (path / "__init__.py").write_text(code(name))
+            (path / "sub.py").write_text(code(f"{name}.sub"))
+        else:
+            path.with_suffix(".py").write_text(code(name))
+        for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            monkeypatch.delitem(sys.modules, mod)
+        return name
+
+    make.marker = marker
+    make.root = root
+    return make
+
+
+def _unique(prefix):
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def test_config_plugin_outside_trusted_dirs_is_refused_unimported(outside):
+    name = outside(_unique("p2_evil"))
+    with pytest.raises(plugins.UntrustedPluginError) as err:
+        plugins.load_plugins([name], config_file="/cfgs/exp.yaml")
+    message = str(err.value)
+    assert f"plugin '{name}'" in message and "'/cfgs/exp.yaml'" in message
+    assert str(outside.root) in message
+    assert f"--allow-plugin {name}" in message and "PANOPTIC2_ALLOWED_PLUGINS" in message
+    assert not outside.marker.exists() and name not in sys.modules
+    assert plugins.loaded_plugins() == []
+    # The user typing it (--plugin: no config file) imports it as before.
+    assert plugins.load_plugins([name]) == [name]
+    assert outside.marker.read_text().split() == [name]
+
+
+def test_untrusted_package_init_does_not_run_for_a_submodule(outside):
+    pkg = outside(_unique("p2_evilpkg"), package=True)
+    with pytest.raises(plugins.UntrustedPluginError, match=f"'{pkg}' would be imported from"):
+        plugins.load_plugins([f"{pkg}.sub"], config_file="exp.yaml")
+    assert not outside.marker.exists() and pkg not in sys.modules
+
+
+def test_explicitly_allowed_plugins_are_imported(outside, monkeypatch):
+    a, b = outside(_unique("p2_a")), outside(_unique("p2_b"))
+    pkg = outside(_unique("p2_pkg"), package=True)
+    assert plugins.load_plugins([a], config_file="x.yaml", allowed=[a]) == [a]
+    monkeypatch.setenv(plugins.ALLOWED_PLUGINS_ENV, f" other , {b},{pkg}")
+    assert plugins.load_plugins([b, f"{pkg}.sub"], config_file="x.yaml") == [b, f"{pkg}.sub"]
+    assert outside.marker.read_text().split() == [a, b, pkg, f"{pkg}.sub"]
+
+
+def test_modules_under_the_working_directory_are_trusted(outside, monkeypatch):
+    name = outside(_unique("p2_local"))
+    monkeypatch.chdir(outside.root)
+    assert plugins.load_plugins([name], config_file="x.yaml") == [name]
+    # ... but not an installed library inside it (a virtual environment in the project).
+    venv = outside.root / ".venv" / "lib" / "site-packages"
+    venv.mkdir(parents=True)
+    installed = _unique("p2_installed")
+    (venv / f"{installed}.py").write_text(f"open({str(outside.marker)!r}, 'a').write('x')\n")
+    monkeypatch.syspath_prepend(str(venv))
+    with pytest.raises(plugins.UntrustedPluginError, match="site-packages"):
+        plugins.load_plugins([installed], config_file="x.yaml")
+    assert outside.marker.read_text().split() == [name]
+
+
+def test_project_panoptic2_and_entry_point_plugins_are_trusted(outside, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # trust below comes from the checkout, not the cwd
+    assert plugins.trusted_plugin_roots()[-1] == str(Path(plugins.__file__).resolve().parents[2])
+    names = ["tests.engine.toy_plugin", "panoptic2.testing.toy"]
+    assert plugins.load_plugins(names, config_file="x.yaml") == names
+
+    pkg = outside(_unique("p2_dist"), package=True)
+    ep = EntryPoint(name="demo", value=pkg, group=plugins.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins.importlib_metadata, "entry_points", _entry_points_with(ep))
+    # An installed package that declares itself a plugin is trusted as a whole.
+    assert plugins.load_plugins([f"{pkg}.sub"], config_file="x.yaml") == [f"{pkg}.sub"]
+
+
+@pytest.mark.parametrize("name", ["this", "tabulate", "sys"])
+def test_standard_library_and_installed_modules_are_refused(name, monkeypatch):
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    with pytest.raises(plugins.UntrustedPluginError, match=f"plugin '{name}'"):
+        plugins.load_plugins([name], config_file="x.yaml")
+    assert "this" not in sys.modules  # the Zen of Python was not printed
+
+
+def test_missing_config_plugin_is_an_import_error_naming_the_file():
+    with pytest.raises(ImportError, match="p2_missing_xyz.*PLUGINS of 'x.yaml'") as err:
+        plugins.load_plugins(["p2_missing_xyz.sub"], requested_by="PLUGINS of 'x.yaml'",
+                             config_file="x.yaml")  # fmt: skip
+    assert not isinstance(err.value, plugins.UntrustedPluginError)
