@@ -402,6 +402,16 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # Write each evaluator's predictions in its dataset's official format under
 # OUTPUT_DIR/inference/<dataset> (COCO panoptic PNG + JSON, ...).
 _C.TEST.WRITE_PREDICTIONS = False
+# Evaluate only the first N images of each test dataset (0 = all); the results say so.
+_C.TEST.MAX_IMAGES = 0
+# Log this many ground truth | prediction overlays per test dataset to TensorBoard at each
+# evaluation (0 = none).
+_C.TEST.VIS_IMAGES = 0
+# Write OUTPUT_DIR/inference/<dataset>/report.html at each evaluation: metric tables,
+# per-image scores and the worst images (see tools/eval_report.py).
+_C.TEST.REPORT = False
+# Images in the report's gallery of the worst predictions.
+_C.TEST.REPORT_WORST_K = 12
 _C.TEST.PRECISE_BN = CN()
 _C.TEST.PRECISE_BN.ENABLED = False
 _C.TEST.PRECISE_BN.NUM_ITER = 200

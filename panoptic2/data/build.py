@@ -370,11 +370,18 @@ def _test_loader_from_config(
     names = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name)
     if mapper is None:
         mapper = build_dataset_mapper(cfg, False, names[0])
-    return {
-        "dataset": get_dataset_dicts(names),
-        "mapper": mapper,
-        "num_workers": cfg.DATALOADER.NUM_WORKERS,
-    }
+    dicts = get_dataset_dicts(names)
+    limit = int(cfg.TEST.MAX_IMAGES)
+    if 0 < limit < len(dicts):
+        logger.warning(
+            "TEST.MAX_IMAGES %d: evaluating only the first %d of the %d images of %s",
+            limit,
+            limit,
+            len(dicts),
+            names,
+        )
+        dicts = dicts[:limit]
+    return {"dataset": dicts, "mapper": mapper, "num_workers": cfg.DATALOADER.NUM_WORKERS}
 
 
 @configurable(from_config=_test_loader_from_config)
@@ -394,7 +401,8 @@ def build_test_loader(
 
     Also callable as ``build_test_loader(cfg, dataset_name, mapper=None)`` (``dataset_name``
     a name or a list of names; mapper from ``build_dataset_mapper(cfg, False, name)`` of the
-    first name; workers from ``DATALOADER.NUM_WORKERS``).
+    first name; workers from ``DATALOADER.NUM_WORKERS``; only the first ``TEST.MAX_IMAGES``
+    images when that is positive).
 
     Args:
         dataset: Unmapped dataset dicts or a map-style dataset.

@@ -27,7 +27,15 @@ from panoptic2.checkpoint import Checkpointer
 from panoptic2.checkpoint import PeriodicCheckpointer as PeriodicCheckpointSaver
 from panoptic2.config import CfgNode
 from panoptic2.data import build_dataset_mapper, build_test_loader, build_train_loader
-from panoptic2.evaluation import DatasetEvaluator, build_evaluator, inference_on_dataset
+from panoptic2.data.label_space import label_space_of_datasets
+from panoptic2.evaluation import (
+    DatasetEvaluator,
+    DatasetEvaluators,
+    build_evaluator,
+    inference_on_dataset,
+)
+from panoptic2.evaluation.report import EvaluationReport
+from panoptic2.evaluation.tensorboard_images import TensorBoardImages
 from panoptic2.modeling import build_model
 from panoptic2.solver import build_lr_scheduler, build_optimizer, clip_gradients
 from panoptic2.utils import comm
@@ -221,6 +229,45 @@ def _print_results(dataset_name: str, results: Mapping) -> None:
     if flat:
         table = tabulate(sorted(flat.items()), headers=["metric", "value"], floatfmt=".4f")
         logger.info("Evaluation results for %s:\n%s", dataset_name, table)
+
+
+def _report_and_images(cfg: CfgNode, dataset_name: str) -> tuple[Any, list[DatasetEvaluator]]:
+    """The evaluators that ``TEST.REPORT`` and ``TEST.VIS_IMAGES`` add to the metric ones."""
+    extras: list[DatasetEvaluator] = []
+    report = None
+    if not (cfg.TEST.REPORT or cfg.TEST.VIS_IMAGES > 0):
+        return report, extras
+    space = label_space_of_datasets([dataset_name])
+    folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    if cfg.TEST.REPORT:
+        report = EvaluationReport(
+            dataset_name, folder, label_space=space, worst_k=cfg.TEST.REPORT_WORST_K
+        )
+        extras.append(report)
+    if cfg.TEST.VIS_IMAGES > 0:
+        extras.append(
+            TensorBoardImages(
+                dataset_name,
+                label_space=space,
+                num_images=cfg.TEST.VIS_IMAGES,
+                log_dir=cfg.OUTPUT_DIR,
+            )
+        )
+    return report, extras
+
+
+def _mark_subset(
+    results: Mapping, max_images: int, data_loader: Any, dataset_name: str
+) -> dict[str, Any]:
+    """The results with a ``subset`` entry saying how many images were evaluated."""
+    evaluated = len(data_loader.dataset)
+    logger.warning(
+        "EVALUATED ONLY %d IMAGES of %s (TEST.MAX_IMAGES %d): these are not the dataset's metrics",
+        evaluated,
+        dataset_name,
+        max_images,
+    )
+    return {**results, "subset": {"max_images": max_images, "images": evaluated}}
 
 
 class DefaultTrainer(TrainerBase):
@@ -491,7 +538,14 @@ class DefaultTrainer(TrainerBase):
                 if evaluators is not None
                 else cls.build_evaluator(cfg, dataset_name)
             )
+            report, extras = _report_and_images(cfg, dataset_name)
+            if extras:
+                evaluator = DatasetEvaluators([evaluator, *extras])
             results_i = inference_on_dataset(model, data_loader, evaluator)
+            if cfg.TEST.MAX_IMAGES > 0:
+                results_i = _mark_subset(results_i, cfg.TEST.MAX_IMAGES, data_loader, dataset_name)
+            if report is not None and comm.is_main_process():
+                report.write(results_i, iteration)
             results[dataset_name] = results_i
             if comm.is_main_process():
                 _print_results(dataset_name, results_i)

@@ -172,6 +172,7 @@ def pq_stat_single_image(
     image: str = "",
     lookup: SegmentLookup | None = None,
     label_divisor: int | None = None,
+    matches: dict[str, list[int]] | None = None,
 ) -> PQStat:
     """PQ statistics of one image (panopticapi's ``pq_compute_single_core`` for one pair).
 
@@ -190,6 +191,9 @@ def pq_stat_single_image(
         image: names the image in error messages.
         lookup: the id-to-row table to use (default: one per process).
         label_divisor: the label divisor of ``pred_ids`` when ``pred_segments`` is None.
+        matches: when given, receives the segments behind the errors: ``"missed"``, the
+            ids of the non-crowd ground-truth segments without a match (false negatives),
+            and ``"false_positives"``, the predicted ids counted as false positives.
 
     Returns:
         The image's :class:`PQStat`, keyed by the segments' ``category_id``.
@@ -294,11 +298,13 @@ def pq_stat_single_image(
 
     # False negatives; the crowd segment per category is the last one listed.
     crowd_row: dict[int, int] = {}
+    missed, false_positives = [], []
     for row in range(num_gt):
         if crowd[row]:
             crowd_row[int(gt_cats[row])] = row
         elif not gt_matched[row]:
             stat[int(gt_cats[row])].fn += 1
+            missed.append(int(gt_seg_ids[row]))
     # False positives, unless more than half of the prediction is void or same-class crowd.
     for col in np.flatnonzero(~pred_matched).tolist():
         cat = int(pred_cats[col])
@@ -308,6 +314,10 @@ def pq_stat_single_image(
         if ignored / pred_area[col] > 0.5:
             continue
         stat[cat].fp += 1
+        false_positives.append(int(pred_seg_ids[col]))
+    if matches is not None:
+        matches["missed"] = missed
+        matches["false_positives"] = false_positives
     return stat
 
 

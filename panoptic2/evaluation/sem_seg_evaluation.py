@@ -7,9 +7,11 @@ ground-truth pixels; ignored pixels are left out; everything is on the 0-100 sca
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from tabulate import tabulate
@@ -17,6 +19,7 @@ from tabulate import tabulate
 from panoptic2.config import configurable
 from panoptic2.data.label_space import PANOPTIC_FPN_IGNORE, LabelSpace, label_space_of_datasets
 from panoptic2.layers.argmax import argmax_over_classes
+from panoptic2.utils.file_io import atomic_write
 
 from .build import EVALUATOR_REGISTRY
 from .evaluator import DatasetEvaluator
@@ -75,6 +78,8 @@ class SemSegEvaluator(DatasetEvaluator):
             panoptic PNG and a stuff-only ``sem_seg_file_name``: the classes of the stuff
             maps (``"things"``, then the stuff classes), which are evaluated instead.
         stuff_map_ignore_label: the ignored label of those stuff maps.
+        write_predictions: also write each image's predicted classes as a PNG (uint8, or
+            uint16 beyond 256 classes) in ``output_dir/sem_seg_predictions/``.
     """
 
     @configurable
@@ -86,8 +91,13 @@ class SemSegEvaluator(DatasetEvaluator):
         label_space: LabelSpace,
         stuff_map_classes: Sequence[str] | None = None,
         stuff_map_ignore_label: int = PANOPTIC_FPN_IGNORE,
+        write_predictions: bool = False,
     ) -> None:
+        if write_predictions and not output_dir:
+            raise ValueError("SemSegEvaluator: write_predictions needs an output_dir")
         self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._write_predictions = write_predictions
         self.label_space = label_space
         self._stuff_map_classes = None if stuff_map_classes is None else list(stuff_map_classes)
         self._stuff_map_ignore_label = int(stuff_map_ignore_label)
@@ -104,6 +114,7 @@ class SemSegEvaluator(DatasetEvaluator):
             "label_space": label_space_of_datasets([dataset_name]),
             "stuff_map_classes": meta.get("sem_seg_classes"),
             "stuff_map_ignore_label": meta.get("sem_seg_ignore_label", PANOPTIC_FPN_IGNORE),
+            "write_predictions": cfg.TEST.WRITE_PREDICTIONS,
         }
 
     def reset(self) -> None:
@@ -171,6 +182,8 @@ class SemSegEvaluator(DatasetEvaluator):
                     f"{self._where(inp)}: sem_seg must be (C={n}, H, W), got {tuple(scores.shape)}"
                 )
             pred = argmax_over_classes(torch.as_tensor(scores)).cpu().numpy()  # int64
+            if self._write_predictions:
+                self._write_prediction(inp, pred, n)
             gt = self._ground_truth(inp, source, ignore)
             if gt.shape != pred.shape:
                 raise ValueError(
@@ -186,6 +199,15 @@ class SemSegEvaluator(DatasetEvaluator):
                     f"not the ignore label {ignore}"
                 )
             self._confusion += np.bincount(gt * n + pred, minlength=n * n).reshape(n, n)
+
+    def _write_prediction(self, inp: Mapping[str, Any], pred: np.ndarray, n: int) -> None:
+        folder = os.path.join(self._output_dir, "sem_seg_predictions")
+        os.makedirs(folder, exist_ok=True)
+        stem = os.path.splitext(os.path.basename(str(inp.get("file_name", inp["image_id"]))))[0]
+        ok, data = cv2.imencode(".png", pred.astype(np.uint8 if n <= 256 else np.uint16))
+        if not ok:
+            raise RuntimeError(f"Cannot encode the prediction of {self._where(inp)}")
+        atomic_write(os.path.join(folder, f"{stem}.png"), lambda f: f.write(data.tobytes()))
 
     def state(self) -> tuple[tuple | None, np.ndarray | None]:
         return self._space, self._confusion

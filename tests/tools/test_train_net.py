@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from panoptic2.checkpoint import Checkpointer
@@ -54,3 +55,80 @@ def test_eval_only_with_no_training_dataset(tmp_path):
     )
     assert 0 <= results["panoptic_seg"]["PQ"] <= 100
     assert 0 <= results["sem_seg"]["mIoU"] <= 100
+
+
+def test_eval_only_dumps_subsets_and_images(tmp_path):
+    """TEST.MAX_IMAGES evaluates exactly N images and says so; TEST.WRITE_PREDICTIONS dumps
+    evaluate to the same PQ through tools/evaluate_panoptic.py; TEST.VIS_IMAGES logs K
+    overlays to TensorBoard."""
+    cfg = load_config(str(CONFIG), ["OUTPUT_DIR", str(tmp_path), "MODEL.DEVICE", "cpu"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    Checkpointer(model, str(tmp_path)).save("random")
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "train_net.py"),
+        "--config-file",
+        str(CONFIG),
+        "--eval-only",
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "MODEL.WEIGHTS",
+        str(tmp_path / "random.pth"),
+        "MODEL.PANOPTIC_DEEPLAB.CENTER_THRESHOLD",
+        "0.01",
+        "TEST.MAX_IMAGES",
+        "5",
+        "TEST.WRITE_PREDICTIONS",
+        "True",
+        "TEST.VIS_IMAGES",
+        "2",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "EVALUATED ONLY 5 IMAGES of shapes_panoptic_val" in proc.stdout + proc.stderr
+    folder = tmp_path / "inference" / "shapes_panoptic_val"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["subset"] == {"max_images": 5, "images": 5}
+
+    predictions = json.loads((folder / "panoptic_predictions.json").read_text())
+    assert len(predictions["annotations"]) == 5
+    assert len(list((folder / "sem_seg_predictions").glob("*.png"))) == 5
+    # The same images of the ground truth, evaluated offline from the dumped files.
+    meta = MetadataCatalog.get("shapes_panoptic_val")
+    gt = json.loads(Path(meta.panoptic_json).read_text())
+    kept = {a["image_id"] for a in predictions["annotations"]}
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in kept]
+    gt["images"] = [i for i in gt["images"] if i["id"] in kept]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    offline = tmp_path / "offline.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "evaluate_panoptic.py"),
+            "--gt-json",
+            str(tmp_path / "gt.json"),
+            "--gt-folder",
+            meta.panoptic_root,
+            "--pred-json",
+            str(folder / "panoptic_predictions.json"),
+            "--pred-folder",
+            str(folder / "panoptic_predictions"),
+            "--output",
+            str(offline),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    offline_pq = 100 * json.loads(offline.read_text())["All"]["pq"]
+    assert offline_pq == pytest.approx(results["panoptic_seg"]["PQ"], abs=1e-9)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == ["shapes_panoptic_val/0", "shapes_panoptic_val/1"]
