@@ -59,6 +59,11 @@ class DefaultPredictor:
         where = "the image" if index is None else f"image {index} of the batch"
         if isinstance(image, torch.Tensor):
             image = image.cpu().numpy()
+        if image is None:
+            raise TypeError(
+                f"{where} is None: cv2.imread returns None for a file it cannot read "
+                "(missing, or not an image)"
+            )
         if not isinstance(image, np.ndarray):
             raise TypeError(f"{where} must be a numpy array, got {type(image).__name__}")
         if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):

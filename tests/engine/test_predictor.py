@@ -87,5 +87,7 @@ def test_clear_errors_for_wrong_images(checkpoint):
         predictor(np.zeros((20, 30, 3), np.float32))
     with pytest.raises(ValueError, match=r"image 1 of the batch must have shape \(H, W, 3\)"):
         predictor([np.zeros((20, 30, 3), np.uint8), np.zeros((20, 30, 3, 1), np.uint8)])
+    with pytest.raises(TypeError, match=r"the image is None: cv2.imread returns None"):
+        predictor(None)
     with pytest.raises(ValueError, match="input_format"):
         DefaultPredictor(predictor.cfg, input_format="YUV")
