@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 def bare(args: argparse.Namespace) -> None:
     """The model alone on the images (what the demo adds to is measured against this)."""
     import cv2
+    import numpy as np
     import torch
 
     from panoptic2.checkpoint import Checkpointer
@@ -46,13 +47,15 @@ def bare(args: argparse.Namespace) -> None:
     augmentations = build_augmentation(cfg, is_train=False)
     files = sorted(glob.glob(args.input))[: args.num]
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.no_grad():
         for path in files:
             bgr = cv2.imread(path, cv2.IMREAD_COLOR)
             height, width = bgr.shape[:2]
-            aug = AugInput(bgr[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else bgr)
-            augmentations(aug)
-            image = torch.as_tensor(aug.image.transpose(2, 0, 1).copy())
+            aug = AugInput(
+                np.ascontiguousarray(bgr[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else bgr)
+            )
+            aug.apply_augmentations(augmentations)
+            image = torch.from_numpy(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
             model([{"image": image, "height": height, "width": width}])
     rate = len(files) / (time.perf_counter() - start)
     print(json.dumps({"images_per_s": rate}))

@@ -417,7 +417,7 @@ def _render_page(
 <style>{_STYLE}</style></head>
 <body>
 <h1>{title}</h1>
-<p>{len(records)} images{at}; written {when}. Classes: {space.num_classes}.</p>
+<p>{len(records)} images{at}; written {when}. Classes: {len(space.thing_ids)} things, {len(space.stuff_ids)} stuff.</p>
 <h2>Metrics</h2>
 {_metric_tables(results)}
 {_per_class_tables(space, total, confusion)}
