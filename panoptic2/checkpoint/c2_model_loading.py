@@ -6,12 +6,19 @@ pickles of numpy arrays whose blob names follow Caffe2 conventions (``res2_0_bra
 backbones use (``res2.0.conv1.weight``); the suffix matching of
 :func:`panoptic2.checkpoint.weight_conversion.align_state_dicts` then places them under the
 model's prefix (``backbone.bottom_up.res2.0.conv1.weight``).
+
+Detectron's detection heads (FPN, RPN, Fast R-CNN box head, Mask R-CNN mask head) become
+Detectron2's module names (``fpn_inner_res4_5_sum_lateral_w -> fpn_lateral4.weight``,
+``fc6_w -> roi_heads.box_head.fc1.weight``, ``_[mask]_fcn1_w ->
+roi_heads.mask_head.mask_fcn1.weight``); :mod:`panoptic2.checkpoint.detectron2_rcnn_names`
+takes them on to ours. Caffe2 also stores some values differently from Detectron2, which
+:func:`prepare_c2_weights` undoes the way Detectron2's loader does.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +26,12 @@ import torch
 
 from .safe_loading import read_weights_pickle
 
-__all__ = ["convert_c2_name", "convert_c2_names", "read_pickle_checkpoint"]
+__all__ = [
+    "convert_c2_name",
+    "convert_c2_names",
+    "prepare_c2_weights",
+    "read_pickle_checkpoint",
+]
 
 # Suffixes of Caffe2 norm-layer blobs -> the attribute of our norm module.
 _NORM_SUFFIXES = {
@@ -32,6 +44,31 @@ _NORM_SUFFIXES = {
 _BRANCHES = {"branch1": "shortcut", "branch2a": "conv1", "branch2b": "conv2", "branch2c": "conv3"}
 _RES_BLOCK = re.compile(r"^res(\d+)_(\d+)_(.+)$")
 _NORM_BLOB = re.compile(r"^(.+)_(bn|gn)_(s|b|rm|riv)$")
+# Detectron's detection-head blobs (without the "_w"/"_b" suffix) -> Detectron2 module names.
+# The FPN RPN's layers exist once, as level 2's ("_fpn2"), shared by every level. FPN blobs
+# are named after the last block of their ResNet stage ("fpn_inner_res4_5_sum_lateral" is
+# the lateral of res4 in an R-50); the top stage's lateral has no "_lateral" suffix.
+_HEAD_BLOBS = (
+    (re.compile(r"^fpn_inner_res(\d+)_\d+_sum(?:_lateral)?$"), r"fpn_lateral\1"),
+    (re.compile(r"^fpn_res(\d+)_\d+_sum$"), r"fpn_output\1"),
+    (re.compile(r"^conv_rpn(?:_fpn2)?$"), "proposal_generator.rpn_head.conv"),
+    (re.compile(r"^rpn_cls_logits(?:_fpn2)?$"), "proposal_generator.rpn_head.objectness_logits"),
+    (re.compile(r"^rpn_bbox_pred(?:_fpn2)?$"), "proposal_generator.rpn_head.anchor_deltas"),
+    (re.compile(r"^fc6$"), "roi_heads.box_head.fc1"),
+    (re.compile(r"^fc7$"), "roi_heads.box_head.fc2"),
+    (re.compile(r"^head_conv(\d+)$"), r"roi_heads.box_head.conv\1"),  # 4conv1fc heads
+    (re.compile(r"^cls_score$"), "roi_heads.box_predictor.cls_score"),
+    (re.compile(r"^bbox_pred$"), "roi_heads.box_predictor.bbox_pred"),
+    # "_[mask]_fcn1" (Detectron's v1upXconvs heads), "_mask_fcn1" (its GN heads).
+    (re.compile(r"^(?:_\[mask\]_fcn|_?mask_fcn)(\d+)$"), r"roi_heads.mask_head.mask_fcn\1"),
+    (re.compile(r"^conv5_mask$"), "roi_heads.mask_head.deconv"),
+    (re.compile(r"^mask_fcn_logits$"), "roi_heads.mask_head.predictor"),
+)
+# Caffe2 predicts background as class 0 and Detectron2 as class K (last).
+_CLASS_SCORE_BLOB = re.compile(r"^cls_score_[wb]$")
+_BOX_DELTA_BLOB = re.compile(r"^bbox_pred_[wb]$")
+_MASK_LOGIT_BLOB = re.compile(r"^mask_fcn_logits_[wb]$")
+_AFFINE_SCALE_BLOB = re.compile(r"^(.+)_bn_s$")
 
 
 def convert_c2_name(name: str) -> str:
@@ -39,9 +76,15 @@ def convert_c2_name(name: str) -> str:
 
     Examples: ``conv1_w -> stem.conv1.weight``, ``res_conv1_bn_s -> stem.conv1.norm.weight``,
     ``res2_0_branch2a_w -> res2.0.conv1.weight``, ``res3_1_branch1_bn_b ->
-    res3.1.shortcut.norm.bias``, ``fc1000_w -> linear.weight``. Names that follow none of
+    res3.1.shortcut.norm.bias``, ``fc1000_w -> linear.weight``; detection heads:
+    ``fpn_inner_res5_2_sum_w -> fpn_lateral5.weight``, ``fpn_res2_2_sum_b ->
+    fpn_output2.bias``, ``conv_rpn_fpn2_w -> proposal_generator.rpn_head.conv.weight``,
+    ``fc6_w -> roi_heads.box_head.fc1.weight``, ``cls_score_b ->
+    roi_heads.box_predictor.cls_score.bias``, ``_[mask]_fcn1_w ->
+    roi_heads.mask_head.mask_fcn1.weight``, ``conv5_mask_w -> roi_heads.mask_head.deconv.weight``,
+    ``mask_fcn_logits_w -> roi_heads.mask_head.predictor.weight``. Names that follow none of
     the conventions only have ``_w``/``_b`` turned into ``.weight``/``.bias`` and the other
-    underscores into dots, which is what Detectron's head blobs need.
+    underscores into dots.
 
     Args:
         name: a Caffe2 blob name.
@@ -71,6 +114,9 @@ def _convert_body(body: str) -> str:
     if block is not None:
         stage, index, branch = block.groups()
         return f"res{stage}.{index}.{_BRANCHES.get(branch, branch.replace('_', '.'))}"
+    for pattern, replacement in _HEAD_BLOBS:
+        if pattern.match(body):
+            return pattern.sub(replacement, body)
     return body.replace("_", ".")
 
 
@@ -101,6 +147,47 @@ def convert_c2_names(names: Iterable[str]) -> dict[str, str]:
         seen[new] = name
         converted[name] = new
     return converted
+
+
+def prepare_c2_weights(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rewrites the values Caffe2/Detectron stores differently from Detectron2.
+
+    As Detectron2's loader does for files of Caffe2 authorship:
+
+    * ``cls_score_{w,b}``: background is class 0 in Caffe2 and the last class in
+      Detectron2, so row 0 moves to the end: ``(K + 1, D)`` stays ``(K + 1, D)``.
+    * ``bbox_pred_{w,b}``: the 4 rows of the background's deltas are dropped, so
+      class-specific ``(4 (K + 1), D)`` becomes ``(4 K, D)`` and class-agnostic ``(8, D)``
+      (Detectron's ``CLS_AGNOSTIC_BBOX_REG``) becomes ``(4, D)``.
+    * ``mask_fcn_logits_{w,b}``: the background's map (row 0) is dropped, ``(K + 1, ...)``
+      becomes ``(K, ...)``. A single map (Detectron's class-agnostic masks, ``CLS_SPECIFIC_MASK
+      False``) is kept as it is; Detectron2 would drop it and load nothing.
+    * Caffe2's ResNets normalise with ``AffineChannel`` (``*_bn_s``, ``*_bn_b``), a batch norm
+      with mean 0 and variance 1; those statistics are added as ``*_bn_rm`` (zeros) and
+      ``*_bn_riv`` (ones) where the file has neither, which is what Detectron2's
+      ``FrozenBatchNorm2d`` assumes when loading such files.
+
+    Args:
+        weights: ``{blob name: tensor}`` of a Caffe2 file.
+
+    Returns:
+        A new dict: the rewritten tensors, the others unchanged, and the added statistics.
+    """
+    out = dict(weights)
+    for name, value in weights.items():
+        if _CLASS_SCORE_BLOB.match(name):
+            out[name] = torch.cat([value[1:], value[:1]])
+        elif _BOX_DELTA_BLOB.match(name):
+            out[name] = value[4:]
+        elif _MASK_LOGIT_BLOB.match(name) and value.shape[0] > 1:
+            out[name] = value[1:]
+        scale = _AFFINE_SCALE_BLOB.match(name)
+        if scale is not None:
+            mean, var = f"{scale.group(1)}_bn_rm", f"{scale.group(1)}_bn_riv"
+            if mean not in weights and var not in weights:
+                out[mean] = torch.zeros_like(value)
+                out[var] = torch.ones_like(value)
+    return out
 
 
 def read_pickle_checkpoint(local_path: str) -> dict[str, Any]:
@@ -144,9 +231,10 @@ def read_pickle_checkpoint(local_path: str) -> dict[str, Any]:
         if name.endswith("_momentum"):
             continue
         if isinstance(value, np.ndarray) and value.dtype != object:
-            # torch.from_numpy shares memory with the unpickled array; copy so the tensor
-            # owns writable, contiguous storage even for read-only or strided arrays.
-            tensors[name] = torch.from_numpy(np.ascontiguousarray(value)).clone()
+            # A C-ordered copy: the tensor owns writable, contiguous storage even for
+            # read-only or strided arrays. np.array keeps 0-d arrays (BatchNorm's
+            # num_batches_tracked) 0-d; np.ascontiguousarray would make them (1,).
+            tensors[name] = torch.from_numpy(np.array(value, order="C", copy=True))
         elif name in ("__author__", "matching_heuristics", "lr", "iter"):
             continue
         else:

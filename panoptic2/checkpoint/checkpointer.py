@@ -2,7 +2,8 @@
 
 :class:`Checkpointer` extends :class:`fvcore.common.checkpoint.Checkpointer`:
 
-* ``save`` runs on the main process only and is atomic: the data goes to a hidden temp
+* ``save`` runs on the main process only, stores every tensor on the CPU (so a CUDA or
+  XLA run's file loads anywhere), and is atomic: the data goes to a hidden temp
   file in the same directory, is flushed and fsynced, then ``os.replace``-d onto the final
   name; the ``last_checkpoint`` pointer is replaced the same way afterwards. A process
   killed at any moment leaves the previous checkpoint and pointer intact.
@@ -15,6 +16,14 @@
   weights load through name conversion + suffix matching
   (:mod:`panoptic2.checkpoint.weight_conversion`), logged as a table. What the model
   received is kept in :attr:`Checkpointer.last_load_report`.
+* a **whole-model checkpoint** must fill every tensor of the model: one that leaves a tensor
+  without a value, or offers one of another shape, is an :class:`IncompleteWeightsError`
+  naming them, raised before anything is loaded, unless ``allow_partial_weights`` (then a
+  warning). A checkpoint is a whole-model one when this project wrote it, or when it has
+  weights for a part of the model outside ``model.backbone`` (a tensor it fills, or a name
+  starting with one of the model's other top-level modules, e.g. ``roi_heads.``). Any other
+  checkpoint initialises the backbone only (ImageNet ``R-50.pkl``, a torchvision ResNet):
+  what it leaves unloaded is expected and logged as a warning.
 * ``resume_or_load`` first removes the temp files a killed save left behind, and, when the
   checkpoint ``last_checkpoint`` names is corrupt, resumes from the newest earlier
   ``model_XXXXXXX.pth`` that loads.
@@ -22,6 +31,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -33,14 +43,15 @@ from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
 from fvcore.common.checkpoint import _IncompatibleKeys, _strip_prefix_if_present
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from panoptic2.utils import comm
 from panoptic2.utils.file_io import PathManager, atomic_write, atomic_write_leftovers
 
 from .c2_model_loading import read_pickle_checkpoint
-from .load_report import LoadReport
+from .load_report import IncompleteWeightsError, LoadReport
 from .safe_loading import CorruptCheckpointError, read_torch_checkpoint
-from .weight_conversion import choose_and_align, format_alignment_tables
+from .weight_conversion import AlignmentResult, choose_and_align, format_alignment_tables
 
 __all__ = ["Checkpointer", "PeriodicCheckpointer"]
 
@@ -54,10 +65,43 @@ _POINTER_FILE = "last_checkpoint"
 _LABEL_SPACE_KEY = "label_space"
 # The files PeriodicCheckpointer writes with its default prefix; what a resume falls back to.
 _PERIODIC_FILE = re.compile(r"^model_(\d{7,})\.pth$")
+# The top-level module a checkpoint may initialise on its own (ImageNet weights).
+_BACKBONE = "backbone"
+
+
+def _to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in its dicts, lists and tuples moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "cpu" else obj.detach().cpu()
+    if isinstance(obj, dict):
+        # A shallow copy keeps the mapping's type and attributes (a state dict's _metadata).
+        out = copy.copy(obj)
+        for key, value in obj.items():
+            out[key] = _to_cpu(value)
+        return out
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_to_cpu(v) for v in obj)
+    return obj
 
 
 def _is_local(path: str) -> bool:
     return "://" not in path
+
+
+def _unwrap_compiled(model: nn.Module) -> nn.Module:
+    """The module inside ``torch.compile(model)`` wrappers; other modules as they are."""
+    while isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        model = model._orig_mod
+    return model
+
+
+def _strip_wrapper_prefixes(state_dict: dict[str, Any]) -> None:
+    """Drops the name prefixes of (Distributed)DataParallel (``module.``) and of
+    ``torch.compile`` (``_orig_mod.``) wrappers saved with a state dict, in place."""
+    for prefix in ("module.", "_orig_mod.", "module."):
+        _strip_prefix_if_present(state_dict, prefix)
 
 
 class Checkpointer(_FvcoreCheckpointer):
@@ -76,6 +120,8 @@ class Checkpointer(_FvcoreCheckpointer):
             ``WEIGHT_CONVERTER_REGISTRY`` forces one.
         last_load_report: what the latest :meth:`load` put into the model (a
             :class:`~panoptic2.checkpoint.load_report.LoadReport`); ``None`` before any.
+        allow_partial_weights: load a whole-model checkpoint that leaves tensors unloaded
+            with a warning instead of an error (``MODEL.ALLOW_PARTIAL_WEIGHTS``).
     """
 
     def __init__(
@@ -85,24 +131,33 @@ class Checkpointer(_FvcoreCheckpointer):
         *,
         save_to_disk: bool | None = None,
         weights_only: bool = True,
+        allow_partial_weights: bool = False,
         **checkpointables: Any,
     ) -> None:
         """
         Args:
-            model: the model; a (Distributed)DataParallel wrapper is unwrapped.
+            model: the model; a (Distributed)DataParallel wrapper and a ``torch.compile``
+                wrapper (whose tensors are named ``_orig_mod.*``) are unwrapped.
             save_dir: the directory checkpoints and the ``last_checkpoint`` pointer go to.
             save_to_disk: whether ``save`` writes; ``None`` means "on the main process only".
             weights_only: read ``.pth`` files with ``torch.load(weights_only=True)``. Set
                 ``False`` only for trusted files that pickle custom Python objects: loading
                 then runs arbitrary code from the file.
+            allow_partial_weights: a whole-model checkpoint that leaves some of the model's
+                tensors unloaded (missing, or of another shape: fine-tuning with another
+                number of classes) loads the rest with a warning instead of raising.
             **checkpointables: objects with ``state_dict()``/``load_state_dict()``
                 (optimizer, scheduler, trainer ...), saved under their keyword.
         """
         if save_to_disk is None:
             save_to_disk = comm.is_main_process()
+        model = _unwrap_compiled(model)
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = _unwrap_compiled(model.module)
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.path_manager = PathManager
         self.weights_only = weights_only
+        self.allow_partial_weights = allow_partial_weights
         self.weight_format: str | None = None
         self.last_load_report: LoadReport | None = None
         self.logger = logger
@@ -138,6 +193,9 @@ class Checkpointer(_FvcoreCheckpointer):
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
+        # Device tensors (CUDA, XLA) are stored as CPU tensors, so the file loads on any
+        # device without map_location, and an XLA run's file loads without torch_xla.
+        data = _to_cpu(data)
         label_space = getattr(self.model, "label_space", None)
         if label_space is not None:
             data[_LABEL_SPACE_KEY] = label_space.to_dict()
@@ -187,6 +245,8 @@ class Checkpointer(_FvcoreCheckpointer):
             CorruptCheckpointError: the file is no checkpoint, or is truncated (a
                 ``ValueError``).
             KeyError: ``checkpointables`` names an object this Checkpointer does not have.
+            IncompleteWeightsError: a whole-model checkpoint would leave some of the model's
+                tensors unloaded and ``allow_partial_weights`` is False; nothing is loaded.
         """
         if not path:
             self.logger.info("No checkpoint given; the model keeps its initialisation.")
@@ -203,13 +263,14 @@ class Checkpointer(_FvcoreCheckpointer):
         if not os.path.isfile(local):
             raise FileNotFoundError(f"Checkpoint {path} not found")
         checkpoint = self._load_file(local)
-        self._restore_label_space(checkpoint.pop(_LABEL_SPACE_KEY, None), path)
+        stored_label_space = checkpoint.pop(_LABEL_SPACE_KEY, None)
         model_state = self.model.state_dict()
         foreign = bool(checkpoint.get("matching_heuristics"))
-        incompatible = self._load_model(checkpoint)
-        self.last_load_report = _report(path, model_state, incompatible)
+        incompatible, whole_model = self._load_model_checked(checkpoint, path)
+        self.last_load_report = _report(path, model_state, incompatible, whole_model)
         if not foreign:  # foreign loads were logged as tables by _load_model
             self._log_incompatible_keys(incompatible)
+        self._restore_label_space(stored_label_space, path)
         names = self.checkpointables if checkpointables is None else checkpointables
         for key in names:
             if key in checkpoint:
@@ -373,42 +434,136 @@ class Checkpointer(_FvcoreCheckpointer):
         return {"model": data, "matching_heuristics": True}
 
     def _load_model(self, checkpoint: dict[str, Any]) -> _IncompatibleKeys:
+        """fvcore's hook: :meth:`_load_model_checked` without a file name for messages."""
+        return self._load_model_checked(checkpoint, "the checkpoint")[0]
+
+    def _load_model_checked(
+        self, checkpoint: dict[str, Any], source: str
+    ) -> tuple[_IncompatibleKeys, bool]:
         """Loads ``checkpoint["model"]`` into the model, by name or by name matching.
 
+        A whole-model checkpoint (module doc) that would leave tensors unloaded raises
+        before anything is loaded, unless ``allow_partial_weights``.
+
         Args:
-            checkpoint: from :meth:`_load_file`; ``"model"`` is popped.
+            checkpoint: from :meth:`_load_file`; ``"model"`` is popped for foreign weights.
+            source: the file, for messages.
 
         Returns:
-            fvcore's ``_IncompatibleKeys`` (missing, unexpected, incorrect shapes), for
-            foreign weights in the model's names (already logged as tables here).
+            fvcore's ``_IncompatibleKeys`` (missing, unexpected, incorrect shapes; for
+            foreign weights in the model's names, already logged as tables here), and
+            whether the checkpoint holds the whole model.
+
+        Raises:
+            IncompleteWeightsError: see above; the message names every tensor.
         """
+        model_state = self.model.state_dict()
         if not checkpoint.get("matching_heuristics"):
-            return super()._load_model(checkpoint)
+            ckpt = dict(checkpoint["model"])
+            _strip_wrapper_prefixes(ckpt)
+            alignment = _exact_alignment(model_state, ckpt)
+            self._require_complete(alignment, source, "a whole-model checkpoint of panoptic2")
+            return super()._load_model(checkpoint), True
         ckpt = dict(checkpoint.pop("model"))
         self._convert_ndarray_to_tensor(ckpt)
-        _strip_prefix_if_present(ckpt, "module.")
-        model_state = self.model.state_dict()
+        _strip_wrapper_prefixes(ckpt)
         formats = None if self.weight_format is None else [self.weight_format]
         result = choose_and_align(model_state, ckpt, formats)
         matched_table, problems = format_alignment_tables(result)
         self.logger.info(
-            f"Loaded {len(result.matched)} of {len(model_state)} model tensors from foreign "
+            f"Matched {len(result.matched)} of {len(model_state)} model tensors in foreign "
             f"weights (converter {result.converter!r}):\n{matched_table}"
         )
+        evidence = _whole_model_evidence(self.model, result)
+        if evidence:
+            what = f"a whole-model checkpoint (it has weights for {', '.join(evidence)})"
+            self._require_complete(result, source, what)
+        elif result.missing or result.incorrect_shapes:
+            self.logger.info(
+                f"{source} initialises the backbone only (no weights outside "
+                f"'{_BACKBONE}'): the tensors it does not fill keep their initialisation"
+            )
         if problems:
             self.logger.warning(f"Weights not loaded:\n{problems}")
         self.model.load_state_dict(result.state_dict, strict=False)
-        return _IncompatibleKeys(
+        incompatible = _IncompatibleKeys(
             missing_keys=list(result.missing),
             unexpected_keys=list(result.unexpected),
             incorrect_shapes=[
                 (ours, theirs, mine) for ours, _, theirs, mine in result.incorrect_shapes
             ],
         )
+        return incompatible, bool(evidence)
+
+    def _require_complete(self, result: AlignmentResult, source: str, what: str) -> None:
+        """Raises (or warns, with ``allow_partial_weights``) when a whole-model checkpoint
+        leaves some of the model's tensors unloaded.
+
+        Args:
+            result: what the checkpoint's tensors matched.
+            source: the file, for messages.
+            what: why the checkpoint holds the whole model, for messages.
+        """
+        not_loaded = len(result.missing) + len(result.incorrect_shapes)
+        if not not_loaded:
+            return
+        _, problems = format_alignment_tables(result)
+        total = len(result.matched) + not_loaded
+        message = (
+            f"{source} is {what}, but {not_loaded} of the model's {total} tensors would not "
+            f"load from it and would keep their initialisation:\n{problems}\n"
+        )
+        if self.allow_partial_weights:
+            self.logger.warning(message + "Loading the rest (allow_partial_weights).")
+            return
+        raise IncompleteWeightsError(
+            message + "Nothing was loaded. Use weights of this model (names from another "
+            "library load through WEIGHT_CONVERTER_REGISTRY converters; Checkpointer."
+            "weight_format forces one), or accept a partial load (e.g. fine-tuning with "
+            "another number of classes) with MODEL.ALLOW_PARTIAL_WEIGHTS True or "
+            "--allow-partial-weights."
+        )
+
+
+def _exact_alignment(model_state: dict[str, torch.Tensor], ckpt: dict[str, Any]) -> AlignmentResult:
+    """The alignment of a checkpoint in the model's own names (loaded by exact name)."""
+    matched, missing, incorrect = [], [], []
+    for key, value in model_state.items():
+        theirs = ckpt.get(key)
+        if theirs is None:
+            missing.append(key)
+        elif (
+            isinstance(value, torch.Tensor)
+            and isinstance(theirs, torch.Tensor)
+            and not is_lazy(value)
+            and tuple(theirs.shape) != tuple(value.shape)
+        ):
+            incorrect.append((key, key, tuple(theirs.shape), tuple(value.shape)))
+        else:
+            matched.append((key, key, tuple(getattr(value, "shape", ()))))
+    unexpected = [k for k in ckpt if k not in model_state]
+    return AlignmentResult({}, matched, missing, unexpected, incorrect, {}, "exact names")
+
+
+def _whole_model_evidence(model: nn.Module, result: AlignmentResult) -> list[str]:
+    """The model's top-level parts outside the backbone that the checkpoint has weights for.
+
+    A part counts when the checkpoint fills (or offers another shape for) one of its
+    tensors, or when an unused checkpoint name starts with it (a head whose names did not
+    convert).
+    """
+    parts = {ours.split(".", 1)[0] for ours, _, _ in result.matched}
+    parts |= {ours.split(".", 1)[0] for ours, _, _, _ in result.incorrect_shapes}
+    children = {name for name, _ in model.named_children()}
+    parts |= {k.split(".", 1)[0] for k in result.unexpected if k.split(".", 1)[0] in children}
+    return sorted(parts - {_BACKBONE})
 
 
 def _report(
-    path: str, model_state: dict[str, torch.Tensor], incompatible: _IncompatibleKeys
+    path: str,
+    model_state: dict[str, torch.Tensor],
+    incompatible: _IncompatibleKeys,
+    whole_model: bool = False,
 ) -> LoadReport:
     """The :class:`LoadReport` of a load from what it did not match."""
     wrong_shape = [key for key, _, _ in incompatible.incorrect_shapes]
@@ -421,6 +576,7 @@ def _report(
         missing=missing,
         incorrect_shapes=wrong_shape,
         unexpected=incompatible.unexpected_keys,
+        whole_model=whole_model,
     )
 
 

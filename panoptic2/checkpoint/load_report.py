@@ -17,7 +17,8 @@ __all__ = ["IncompleteWeightsError", "LoadReport", "require_loaded_weights"]
 
 
 class IncompleteWeightsError(RuntimeError):
-    """Evaluation was asked of a model whose weights did not (or did not all) load."""
+    """A model's weights did not (all) load: a whole-model checkpoint that leaves tensors
+    unloaded, or evaluation of a model whose weights did not load."""
 
 
 def _numel(tensor: torch.Tensor) -> int:
@@ -41,6 +42,8 @@ class LoadReport:
         unexpected: checkpoint keys that went nowhere in the model.
         loaded_numel: number of elements in the loaded tensors.
         total_numel: number of elements in all of the model's tensors.
+        whole_model: whether the checkpoint holds the whole model (see
+            :class:`~panoptic2.checkpoint.Checkpointer`), not only a backbone.
     """
 
     source: str
@@ -50,6 +53,7 @@ class LoadReport:
     unexpected: tuple[str, ...]
     loaded_numel: int
     total_numel: int
+    whole_model: bool = False
 
     @classmethod
     def build(
@@ -60,6 +64,7 @@ class LoadReport:
         missing: Sequence[str] = (),
         incorrect_shapes: Sequence[str] = (),
         unexpected: Sequence[str] = (),
+        whole_model: bool = False,
     ) -> LoadReport:
         """Makes a report from what did not load; every other model key loaded.
 
@@ -69,6 +74,7 @@ class LoadReport:
             missing: model keys without a checkpoint tensor.
             incorrect_shapes: model keys whose checkpoint tensor had another shape.
             unexpected: checkpoint keys not used.
+            whole_model: whether the checkpoint holds the whole model.
 
         Returns:
             The report.
@@ -84,6 +90,7 @@ class LoadReport:
             unexpected=tuple(unexpected),
             loaded_numel=sum(_numel(model_state[k]) for k in loaded),
             total_numel=sum(_numel(v) for v in model_state.values()),
+            whole_model=whole_model,
         )
 
     @classmethod

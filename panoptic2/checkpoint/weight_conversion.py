@@ -4,8 +4,13 @@ Loading weights trained elsewhere happens in two steps:
 
 1. A **converter** from :data:`WEIGHT_CONVERTER_REGISTRY` renames the checkpoint's keys
    from its own convention into ours (``caffe2``: ``res2_0_branch2a_w -> res2.0.conv1.weight``;
-   ``torchvision_resnet``: ``layer1.0.bn1.weight -> res2.0.conv1.norm.weight``). Plugins
-   register converters for new formats. ``"identity"`` keeps the names.
+   ``torchvision_resnet``: ``layer1.0.bn1.weight -> res2.0.conv1.norm.weight``;
+   ``detectron2_rcnn``: ``backbone.fpn_lateral2.weight -> backbone.fpn.inner_blocks.0.0.
+   weight``). Plugins register converters for new formats. ``"identity"`` keeps the names.
+   A format that also stores some *values* differently gives its converter a ``prepare``
+   attribute, ``prepare(state_dict) -> state_dict``, applied to the checkpoint's tensors
+   before renaming (``caffe2``: background class first -> last, see
+   :func:`~panoptic2.checkpoint.c2_model_loading.prepare_c2_weights`).
 2. **Suffix matching** (:func:`align_state_dicts`) aligns each model key with the longest
    checkpoint key that is a dotted suffix of it, so ``layer1.0.conv1.weight`` loads into
    ``backbone.body.layer1.0.conv1.weight``. A checkpoint key claimed by several model keys
@@ -29,7 +34,10 @@ from tabulate import tabulate
 
 from panoptic2.registry import WEIGHT_CONVERTER_REGISTRY
 
-from .c2_model_loading import convert_c2_names
+# Modules that register more converters, imported so that every lookup sees them.
+from . import detectron2_deeplab_names  # noqa: F401
+from .c2_model_loading import convert_c2_names, prepare_c2_weights
+from .detectron2_rcnn_names import rename_detectron2_rcnn
 
 __all__ = [
     "WEIGHT_CONVERTER_REGISTRY",
@@ -51,8 +59,15 @@ def identity(keys: list[str]) -> dict[str, str]:
 
 @WEIGHT_CONVERTER_REGISTRY.register()
 def caffe2(keys: list[str]) -> dict[str, str]:
-    """Caffe2/Detectron blob names -> Detectron2-style names; see :func:`convert_c2_names`."""
-    return convert_c2_names(keys)
+    """Caffe2/Detectron blob names -> Detectron2 names (:func:`convert_c2_names`) -> ours
+    (:func:`~panoptic2.checkpoint.detectron2_rcnn_names.rename_detectron2_rcnn`)."""
+    detectron2_names = convert_c2_names(keys)
+    ours = rename_detectron2_rcnn(detectron2_names.values())
+    return {blob: ours[name] for blob, name in detectron2_names.items()}
+
+
+# Caffe2 files store the background class first and ResNet norms without statistics.
+caffe2.prepare = prepare_c2_weights  # type: ignore[attr-defined]
 
 
 _TV_RESNET_LAYER = re.compile(r"^layer(\d+)\.(\d+)\.(.+)$")
@@ -149,6 +164,9 @@ def align_state_dicts(
     """
     name = converter if isinstance(converter, str) else getattr(converter, "__name__", "custom")
     convert = WEIGHT_CONVERTER_REGISTRY.get(converter) if isinstance(converter, str) else converter
+    prepare = getattr(convert, "prepare", None)
+    if prepare is not None:
+        ckpt_state_dict = prepare(ckpt_state_dict)
     renamed = convert(list(ckpt_state_dict.keys()))
     # our-convention name -> their original name
     by_new_name = {new: old for old, new in renamed.items()}

@@ -50,8 +50,10 @@ _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
 _C.INPUT = CN()
 # Channel order the model expects: "RGB" or "BGR".
 _C.INPUT.FORMAT = "RGB"
-# Name in DATA_MAPPER_REGISTRY of the mapper that turns dataset dicts into model inputs;
-# "" passes the dicts through unchanged (toy and pre-mapped datasets).
+# Name in DATA_MAPPER_REGISTRY of the mapper that turns dataset dicts into model inputs, e.g.
+# "DetectionMapper" (boxes and masks: Faster / Mask R-CNN), "PanopticFPNMapper",
+# "PanopticDeepLabMapper", "SemanticSegmentationMapper"; "" passes the dicts through
+# unchanged (toy and pre-mapped datasets).
 _C.INPUT.DATASET_MAPPER_NAME = ""
 _C.INPUT.MIN_SIZE_TRAIN = [512]
 # How ResizeShortestEdge uses MIN_SIZE_TRAIN: "choice" (one of the list) or "range" ([min, max]).
@@ -91,6 +93,9 @@ _C.MODEL.META_ARCHITECTURE = "PanopticDeepLab"
 _C.MODEL.DEVICE = "auto"
 # Path or URL of weights to initialise from (ignored when resuming).
 _C.MODEL.WEIGHTS = ""
+# Accept weights that leave part of the model at its initialisation: a whole-model
+# checkpoint (see panoptic2.checkpoint.Checkpointer) that does not fill every tensor, e.g.
+# fine-tuning with another number of classes, loads with a warning instead of an error; and
 # --eval-only evaluates even when no weights, or under 90% of the model's elements, loaded.
 _C.MODEL.ALLOW_PARTIAL_WEIGHTS = False
 # Per-channel mean/std in the 0-255 range, in the order of INPUT.FORMAT.
@@ -195,6 +200,10 @@ _C.MODEL.SEM_SEG_HEAD.HEAD_CHANNELS = 256
 _C.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "hard_pixel_mining"
 _C.MODEL.SEM_SEG_HEAD.LOSS_TOP_K = 0.2
 _C.MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV = False
+# False: the classifier has no output for IGNORE_VALUE (when it is one of the NUM_CLASSES
+# classes, e.g. COCO's void 0) and that class gets a constant, very low logit; Detectron2's
+# COCO models (133 outputs for our 134 classes) need it.
+_C.MODEL.SEM_SEG_HEAD.PREDICT_IGNORE_CLASS = True
 
 _C.MODEL.INS_EMBED_HEAD = CN()
 _C.MODEL.INS_EMBED_HEAD.NAME = "PanopticDeepLabInsEmbedHead"
@@ -210,6 +219,10 @@ _C.MODEL.INS_EMBED_HEAD.CONVS_DIM = 128
 _C.MODEL.INS_EMBED_HEAD.COMMON_STRIDE = 4
 _C.MODEL.INS_EMBED_HEAD.HEAD_CHANNELS = 32
 _C.MODEL.INS_EMBED_HEAD.USE_DEPTHWISE_SEPARABLE_CONV = False
+# The center tower's convs: None follows the head's depthwise-separable switch; False keeps
+# two 3x3 convs even when the rest of the head is depthwise-separable (Detectron2's dsconv
+# models); True makes it depthwise-separable on its own.
+_C.MODEL.INS_EMBED_HEAD.CENTER_HEAD_USE_DEPTHWISE_SEPARABLE_CONV = None
 
 _C.MODEL.PANOPTIC_DEEPLAB = CN()
 # Stuff segments smaller than this (pixels, at the original image size) become void.
@@ -220,6 +233,9 @@ _C.MODEL.PANOPTIC_DEEPLAB.NMS_KERNEL = 7
 _C.MODEL.PANOPTIC_DEEPLAB.TOP_K_INSTANCE = 200
 # Also output "instances" (masks, classes, scores, boxes) for instance AP.
 _C.MODEL.PANOPTIC_DEEPLAB.PREDICT_INSTANCES = True
+# Where an instance's score reads the center heatmap: "center" (the instance's own center)
+# or "centroid" (its mask's centroid, as Detectron2).
+_C.MODEL.PANOPTIC_DEEPLAB.INSTANCE_SCORE_RULE = "center"
 # Sets USE_DEPTHWISE_SEPARABLE_CONV of both heads' decoders and towers when True.
 _C.MODEL.PANOPTIC_DEEPLAB.USE_DEPTHWISE_SEPARABLE_CONV = False
 # Images are padded to a multiple of this; -1 = the backbone's size_divisibility.

@@ -47,7 +47,10 @@ class DefaultPredictor:
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
-        Checkpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        checkpointer = Checkpointer(
+            self.model, allow_partial_weights=self.cfg.MODEL.ALLOW_PARTIAL_WEIGHTS
+        )
+        checkpointer.load(self.cfg.MODEL.WEIGHTS)
         self.input_format = input_format
         self.augmentations = build_augmentation(self.cfg, is_train=False)
 

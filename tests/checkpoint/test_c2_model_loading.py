@@ -38,7 +38,8 @@ def test_convert_c2_names_by_hand():
     names = list(_blobs())
     assert convert_c2_names(names) == {k: new for k, (new, _) in BLOBS.items()}
     assert convert_c2_name("res5_2_branch2c_gn_s") == "res5.2.conv3.norm.weight"
-    assert convert_c2_name("conv5_mask_b") == "conv5.mask.bias"
+    assert convert_c2_name("conv5_mask_b") == "roi_heads.mask_head.deconv.bias"
+    assert convert_c2_name("some_other_blob_w") == "some.other.blob.weight"
 
 
 @pytest.mark.parametrize("layout", ["detectron2", "blobs", "bare"])

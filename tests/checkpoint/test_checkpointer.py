@@ -14,7 +14,12 @@ import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer as FvcorePeriodicCheckpointer
 from torch import nn
 
-from panoptic2.checkpoint import Checkpointer, CorruptCheckpointError, PeriodicCheckpointer
+from panoptic2.checkpoint import (
+    Checkpointer,
+    CorruptCheckpointError,
+    IncompleteWeightsError,
+    PeriodicCheckpointer,
+)
 from panoptic2.data.label_space import LabelSpace
 from panoptic2.modeling.meta_arch.base import LabelSpaceMixin
 
@@ -250,7 +255,8 @@ def test_foreign_state_dict_loads_matches_and_logs_table(tmp_path, log, layout):
     model = _Net()
     fc_weight_before = model.head.fc.weight.detach().clone()
     new_before = model.head.new.weight.detach().clone()
-    Checkpointer(model, "").load(str(path))
+    # It has weights for "head" but not for all of it: a partial load the caller accepts.
+    Checkpointer(model, "", allow_partial_weights=True).load(str(path))
 
     assert torch.equal(model.backbone.conv.weight, theirs["conv.weight"])
     assert torch.equal(model.backbone.conv.bias, theirs["conv.bias"])
@@ -267,6 +273,64 @@ def test_foreign_state_dict_loads_matches_and_logs_table(tmp_path, log, layout):
     assert len(problems.splitlines()) == 6  # title, header, rule, three rows
     assert "shape mismatch, skipped" in problems and "head.fc.weight <- fc.weight" in problems
     assert "(5, 3) vs (4, 3)" in problems
+
+
+def test_whole_model_checkpoint_that_leaves_tensors_unloaded_is_an_error(tmp_path):
+    theirs = {
+        "conv.weight": torch.randn(3, 2, 1, 1),
+        "conv.bias": torch.randn(3),
+        "fc.weight": torch.randn(5, 3),  # another shape
+        "fc.bias": torch.randn(4),  # fills a tensor outside the backbone: a whole model
+    }
+    path = tmp_path / "foreign.pth"
+    torch.save(theirs, path)
+    model = _Net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt = Checkpointer(model, "")
+    with pytest.raises(IncompleteWeightsError) as err:
+        ckpt.load(str(path))
+    message = str(err.value)
+    assert f"{path} is a whole-model checkpoint (it has weights for head)" in message
+    assert "2 of the model's 5 tensors would not load" in message
+    assert re.search(r"missing in checkpoint +\| head.new.weight ", message)
+    assert "head.fc.weight <- fc.weight" in message and "(5, 3) vs (4, 3)" in message
+    assert "MODEL.ALLOW_PARTIAL_WEIGHTS True" in message
+    # Nothing was loaded.
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+    # With allow_partial_weights the rest loads, and the report says what did not.
+    ckpt = Checkpointer(model, "", allow_partial_weights=True)
+    ckpt.load(str(path))
+    assert torch.equal(model.head.fc.bias, theirs["fc.bias"])
+    report = ckpt.last_load_report
+    assert report.whole_model
+    assert report.missing == ("head.new.weight",) and report.incorrect_shapes == ("head.fc.weight",)
+
+    # Unused names of a top-level part of the model also make it a whole-model checkpoint.
+    torch.save({**theirs, "fc.weight": torch.randn(4, 3), "head.extra.weight": torch.ones(1)}, path)
+    with pytest.raises(IncompleteWeightsError, match="head.new.weight"):
+        Checkpointer(_Net(), "").load(str(path))
+
+
+def test_backbone_only_checkpoint_loads_with_a_warning(tmp_path, log):
+    theirs = {
+        "conv.weight": torch.randn(3, 2, 1, 1),
+        "conv.bias": torch.randn(3),
+        "fc1000.weight": torch.randn(10, 3),  # an ImageNet classifier: no part of the model
+    }
+    path = tmp_path / "imagenet.pth"
+    torch.save(theirs, path)
+    model = _Net()
+    ckpt = Checkpointer(model, "")
+    ckpt.load(str(path))
+    assert torch.equal(model.backbone.conv.weight, theirs["conv.weight"])
+    report = ckpt.last_load_report
+    assert not report.whole_model
+    assert set(report.missing) == {"head.fc.weight", "head.fc.bias", "head.new.weight"}
+    assert "initialises the backbone only" in log.text
+    problems = next(r for r in log.records if "Weights not loaded" in r.getMessage())
+    assert problems.levelno == logging.WARNING and "head.fc.{bias,weight}" in problems.getMessage()
 
 
 def test_foreign_file_without_weights_is_a_clear_error(tmp_path):
@@ -439,3 +503,36 @@ def test_leftover_temp_files_are_removed_when_a_saving_run_starts(tmp_path, log)
     assert all((run / name).exists() for name in unrelated)
     removed = [r.getMessage() for r in log.records if r.getMessage().startswith("Removed ")]
     assert len(set(removed)) == 2 and "interrupted save of model_0000019.pth" in " ".join(removed)
+
+
+def _bn_model(device: str) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).to(device)
+
+
+def test_saved_tensors_are_on_the_cpu_and_keep_state_dict_metadata(tmp_path):
+    model = _bn_model("cpu")
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 3, 5, 5)).sum().backward()
+    optimizer.step()
+    Checkpointer(model, str(tmp_path), optimizer=optimizer).save("m")
+    data = torch.load(tmp_path / "m.pth", weights_only=True)
+    # BatchNorm's state-dict version travels in _metadata; load_state_dict reads it.
+    assert data["model"]._metadata[""]["version"] == 1
+    assert data["model"]._metadata["1"]["version"] == model[1]._version
+    tensors = [*data["model"].values()]
+    for state in data["optimizer"]["state"].values():
+        tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    assert tensors and {t.device.type for t in tensors} == {"cpu"}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_checkpoint_loads_on_the_cpu_without_map_location(tmp_path):
+    model = _bn_model("cuda")
+    Checkpointer(model, str(tmp_path)).save("m")
+    data = torch.load(tmp_path / "m.pth", weights_only=True)
+    assert {t.device.type for t in data["model"].values()} == {"cpu"}
+    cpu_model = _bn_model("cpu")
+    Checkpointer(cpu_model).load(str(tmp_path / "m.pth"))
+    for (name, a), b in zip(model.state_dict().items(), cpu_model.state_dict().values()):
+        assert torch.equal(a.cpu(), b), name

@@ -42,7 +42,15 @@ def test_exact_name_loads_are_reported(tmp_path):
     assert report.not_loaded == () and report.unexpected == ()
     require_loaded_weights(report)  # nothing to complain about
 
+    assert report.whole_model
+
     partial = _save(tmp_path, _net(), "partial", drop=["big.weight"])
+    with pytest.raises(
+        IncompleteWeightsError, match=r"(?s)partial.pth is a whole-model.*big.weight"
+    ):
+        ckpt.load(partial)
+    assert ckpt.last_load_report.source == full  # the failed load recorded nothing
+    ckpt.allow_partial_weights = True
     ckpt.load(partial)
     report = ckpt.last_load_report
     assert report.missing == ("big.weight",)
@@ -54,7 +62,9 @@ def test_shape_mismatch_and_unexpected_keys_count_as_not_loaded(tmp_path):
     other.small = nn.Linear(2, 3)  # another head size
     other.extra = nn.Linear(1, 1)
     path = _save(tmp_path, other, "other")
-    ckpt = Checkpointer(_net(), "")
+    with pytest.raises(IncompleteWeightsError, match=r"\(3, 2\) vs \(2, 2\)"):
+        Checkpointer(_net(), "").load(path)
+    ckpt = Checkpointer(_net(), "", allow_partial_weights=True)
     ckpt.load(path)
     report = ckpt.last_load_report
     assert report.incorrect_shapes == ("small.weight", "small.bias")
@@ -69,6 +79,7 @@ def test_foreign_loads_are_reported(tmp_path):
     ckpt = Checkpointer(_net(), "")
     ckpt.load(str(path))
     report = ckpt.last_load_report
+    assert not report.whole_model  # it fills nothing and names no part of the model
     assert report.loaded == ()  # "layer.weight" is a suffix of no model key
     assert set(report.missing) == {"big.weight", "big.bias", "small.weight", "small.bias"}
     assert set(report.unexpected) == {"layer.weight", "unused"}

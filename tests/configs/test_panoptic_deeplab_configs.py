@@ -52,7 +52,11 @@ def test_config_builds_on_meta_device(path):
     with torch.device("meta"):
         model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
     assert isinstance(model, PanopticDeepLab)
-    assert model.sem_seg_head.predictor.out_channels == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    # A classifier without an output for the ignore class has one output fewer.
+    head = cfg.MODEL.SEM_SEG_HEAD
+    assert model.sem_seg_head.predictor.out_channels == head.NUM_CLASSES - (
+        not head.PREDICT_IGNORE_CLASS
+    )
     assert model.ins_embed_head.center_predictor.out_channels == 1
     assert model.ins_embed_head.offset_predictor.out_channels == 2
     # The decoder's deepest input must be what the ASPP rates were chosen for.

@@ -101,14 +101,24 @@ def test_eval_only_without_weights_is_an_error(tmp_path):
     assert not (tmp_path / "inference").exists()
 
 
-@pytest.mark.parametrize("kind", ["half", "wider", "foreign"])
-def test_eval_only_with_weights_of_another_model_is_an_error(tmp_path, toy_checkpoints, kind):
-    out = _run(_eval_args(tmp_path, toy_checkpoints[kind]), ok=False)
+def test_eval_only_with_weights_of_another_model_is_an_error(tmp_path, toy_checkpoints):
+    out = _run(_eval_args(tmp_path, toy_checkpoints["foreign"]), ok=False)
     assert "of the model's weights (by element count;" in out
-    assert f"loaded from {toy_checkpoints[kind]}" in out
+    assert f"loaded from {toy_checkpoints['foreign']}" in out
     assert "net.0.weight" in out  # the unmatched tensors are listed
+    assert not (tmp_path / "inference").exists()
+
+
+@pytest.mark.parametrize("kind", ["half", "wider"])
+def test_eval_only_with_an_incomplete_checkpoint_of_the_model_is_an_error(
+    tmp_path, toy_checkpoints, kind
+):
+    out = _run(_eval_args(tmp_path, toy_checkpoints[kind]), ok=False)
+    assert f"{toy_checkpoints[kind]} is a whole-model checkpoint of panoptic2" in out
+    assert "net.0.weight" in out  # the tensors that would not load are listed
     if kind == "wider":
-        assert "with another shape in the file" in out
+        assert "shape mismatch" in out
+    assert "--allow-partial-weights" in out
     assert not (tmp_path / "inference").exists()
 
 

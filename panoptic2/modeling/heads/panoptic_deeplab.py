@@ -4,6 +4,11 @@ Each branch has its own :class:`~panoptic2.layers.DeepLabV3PlusDecoder` (ASPP + 
 projections), as published (Cheng et al., CVPR 2020; Detectron2's ``projects/
 Panoptic-DeepLab``; DeepLab2's ``panoptic_deeplab``). Predictions are made at the decoder's
 stride (``common_stride``, 4) and upsampled bilinearly to the input size.
+
+Two options build Detectron2's module structure exactly (its checkpoints then load through
+the ``detectron2_deeplab`` weight converter): Detectron2's depthwise-separable models keep
+the center tower as two 3x3 convs (``center_head_depthwise_separable_conv=False``), and its
+COCO models have no classifier output for COCO's void class (``predict_ignore_class=False``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from panoptic2.config import configurable
 from panoptic2.layers import Conv2d, ShapeSpec
 from panoptic2.layers.conv import conv3x3_norm_relu
 from panoptic2.layers.deeplab_blocks import DeepLabV3PlusDecoder
+from panoptic2.layers.resize import resize_bilinear
 from panoptic2.layers.separable_conv import DepthwiseSeparableConv2d
 
 from ..losses import DeepLabCE, center_mse_loss, offset_l1_loss
@@ -27,6 +33,10 @@ from .build import INS_EMBED_HEADS_REGISTRY, SEM_SEG_HEADS_REGISTRY
 __all__ = ["PanopticDeepLabInsEmbedHead", "PanopticDeepLabSemSegHead", "decoder_args_from_config"]
 
 _LOSS_TYPES = ("cross_entropy", "hard_pixel_mining")
+# Logit of the ignore class when the classifier has no output for it. Finite, so that the
+# bilinear resizing of the logits (whose zero-weight taps would turn -inf into NaN) keeps it;
+# low enough that its softmax probability is exactly 0 in float32 and float16.
+_IGNORE_CLASS_LOGIT = -1e4
 
 
 def _depthwise(cfg: Any, head_cfg: Any) -> bool:
@@ -105,7 +115,7 @@ def _predictor(in_channels: int, out_channels: int) -> Conv2d:
 
 
 def _upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    return resize_bilinear(x, scale_factor=scale)
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -126,6 +136,11 @@ class PanopticDeepLabSemSegHead(nn.Module):
             with the largest loss) or "cross_entropy" (mean over all valid pixels).
         loss_top_k: fraction of pixels kept by hard pixel mining.
         common_stride: stride of the decoder output; predictions are upsampled by it.
+        predict_ignore_class: whether the classifier has an output for ``ignore_value``.
+            ``False`` (``ignore_value`` must be a class, e.g. COCO's void 0): the classifier
+            has ``C - 1`` outputs, for the other classes in order, and the ignore class gets
+            the constant logit -1e4 (softmax probability 0); Detectron2's COCO models are
+            built so.
 
     Shapes: ``forward(features, targets, weights)``: features from the backbone, targets
     (N, H, W) int64, weights (N, H, W) float; predictions (N, C, H, W) float with
@@ -146,6 +161,7 @@ class PanopticDeepLabSemSegHead(nn.Module):
         loss_type: str = "hard_pixel_mining",
         loss_top_k: float = 0.2,
         common_stride: int = 4,
+        predict_ignore_class: bool = True,
     ) -> None:
         super().__init__()
         if loss_type not in _LOSS_TYPES:
@@ -159,7 +175,18 @@ class PanopticDeepLabSemSegHead(nn.Module):
         self.head = _head_tower(
             decoder.out_channels, head_channels, norm, use_depthwise_separable_conv
         )
-        self.predictor = _predictor(head_channels, num_classes)
+        # Channel of the ignore class filled with a constant; None when it is predicted.
+        self.constant_ignore_channel: int | None = None
+        if not predict_ignore_class:
+            if not 0 <= ignore_value < num_classes:
+                raise ValueError(
+                    f"PanopticDeepLabSemSegHead: predict_ignore_class=False needs the ignore "
+                    f"value to be one of the {num_classes} classes, got {ignore_value}"
+                )
+            self.constant_ignore_channel = ignore_value
+        self.predictor = _predictor(
+            head_channels, num_classes - (self.constant_ignore_channel is not None)
+        )
         self.num_classes = num_classes
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
@@ -181,11 +208,18 @@ class PanopticDeepLabSemSegHead(nn.Module):
             "loss_type": head.LOSS_TYPE,
             "loss_top_k": head.LOSS_TOP_K,
             "common_stride": head.COMMON_STRIDE,
+            "predict_ignore_class": head.PREDICT_IGNORE_CLASS,
         }
 
     def layers(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Logits at the decoder stride: (N, C, H / common_stride, W / common_stride)."""
-        return self.predictor(self.head(self.decoder(features)))
+        """Logits at the decoder stride: (N, C, H / common_stride, W / common_stride); the
+        ignore class's channel is the constant -1e4 when ``predict_ignore_class`` is False."""
+        logits = self.predictor(self.head(self.decoder(features)))
+        index = self.constant_ignore_channel
+        if index is None:
+            return logits
+        constant = torch.full_like(logits[:, :1], _IGNORE_CLASS_LOGIT)
+        return torch.cat([logits[:, :index], constant, logits[:, index:]], dim=1)
 
     def forward(
         self,
@@ -221,6 +255,9 @@ class PanopticDeepLabInsEmbedHead(nn.Module):
         head_channels: channels of each head tower.
         norm: norm of the head towers.
         use_depthwise_separable_conv: head towers as 5x5 depthwise-separable convs.
+        center_head_depthwise_separable_conv: the center tower's kind on its own: None
+            follows ``use_depthwise_separable_conv``; False keeps two 3x3 convs while the
+            offset tower is depthwise-separable (Detectron2's depthwise-separable models).
         center_loss_weight: multiplier of the center loss (200 as published).
         offset_loss_weight: multiplier of the offset loss (0.01 as published).
         common_stride: stride of the decoder output.
@@ -238,6 +275,7 @@ class PanopticDeepLabInsEmbedHead(nn.Module):
         head_channels: int,
         norm: str,
         use_depthwise_separable_conv: bool = False,
+        center_head_depthwise_separable_conv: bool | None = None,
         center_loss_weight: float = 200.0,
         offset_loss_weight: float = 0.01,
         common_stride: int = 4,
@@ -248,9 +286,16 @@ class PanopticDeepLabInsEmbedHead(nn.Module):
                 f"PanopticDeepLabInsEmbedHead: common_stride {common_stride} differs from the "
                 f"decoder's output stride {decoder.out_stride}"
             )
+        center_option = center_head_depthwise_separable_conv
+        if not (center_option is None or isinstance(center_option, bool)):
+            raise TypeError(
+                "PanopticDeepLabInsEmbedHead: center_head_depthwise_separable_conv must be "
+                f"None, True or False, got {center_option!r}"
+            )
         self.decoder = decoder
         channels = decoder.out_channels
-        self.center_head = _head_tower(channels, head_channels, norm, use_depthwise_separable_conv)
+        center_depthwise = use_depthwise_separable_conv if center_option is None else center_option
+        self.center_head = _head_tower(channels, head_channels, norm, center_depthwise)
         self.center_predictor = _predictor(head_channels, 1)
         self.offset_head = _head_tower(channels, head_channels, norm, use_depthwise_separable_conv)
         self.offset_predictor = _predictor(head_channels, 2)
@@ -266,6 +311,7 @@ class PanopticDeepLabInsEmbedHead(nn.Module):
             "head_channels": head.HEAD_CHANNELS,
             "norm": head.NORM,
             "use_depthwise_separable_conv": _depthwise(cfg, head),
+            "center_head_depthwise_separable_conv": head.CENTER_HEAD_USE_DEPTHWISE_SEPARABLE_CONV,
             "center_loss_weight": head.CENTER_LOSS_WEIGHT,
             "offset_loss_weight": head.OFFSET_LOSS_WEIGHT,
             "common_stride": head.COMMON_STRIDE,

@@ -15,14 +15,19 @@ from panoptic2.config import configurable
 from panoptic2.data.label_space import LabelSpace, label_space_from_config
 from panoptic2.layers.argmax import argmax_over_classes
 from panoptic2.structures import Boxes, ImageList, Instances, masks_to_boxes
+from panoptic2.utils.xla import is_static_shape_device
 
 from ..backbone import Backbone, build_backbone
 from ..heads import build_ins_embed_head, build_sem_seg_head
-from ..postprocessing import get_instance_predictions, get_panoptic_segmentation
+from ..postprocessing import (
+    INSTANCE_SCORE_RULES,
+    get_instance_predictions,
+    panoptic_from_maps,
+)
 from .base import LabelSpaceMixin, preprocess_images, sem_seg_postprocess
 from .build import META_ARCH_REGISTRY
 
-__all__ = ["PanopticDeepLab"]
+__all__ = ["VOID_LABEL", "PanopticDeepLab", "thing_class_table"]
 
 # Label of void pixels in the output id map (Detectron2's Panoptic-DeepLab uses -1 too).
 VOID_LABEL = -1
@@ -45,7 +50,8 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
       ``isthing`` and, for things, ``score``;
     * ``instances`` (with ``predict_instances``): an :class:`Instances` with ``pred_masks``
       (K, H, W) bool, ``pred_classes`` (K,) int64, ``scores`` (K,) float32 (mean semantic
-      probability x center score) and ``pred_boxes`` (:class:`Boxes`, XYXY).
+      probability x center heatmap at the point ``instance_score_rule`` names) and
+      ``pred_boxes`` (:class:`Boxes`, XYXY).
 
     Post-processing takes ``thing_ids``, ``label_divisor`` and ``ignore_label`` from the
     model's ``label_space``. The semantic argmax used by the post-processing never picks the
@@ -66,11 +72,18 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
         nms_kernel: max-pooling kernel of center NMS.
         top_k: most centers per image (<= 0: no limit).
         predict_instances: also output ``instances``.
+        instance_score_rule: where an instance's score reads the center heatmap:
+            ``"center"`` (its own center) or ``"centroid"`` (its mask's centroid, as
+            Detectron2); see :func:`get_instance_predictions`.
         size_divisibility: pad images to a multiple of this (-1: the backbone's).
         benchmark_network_speed: inference returns ``[]`` without post-processing.
         label_space: the classes the model predicts (None: set it before inference, e.g.
             by loading a checkpoint that stores one).
     """
+
+    # What MODEL.COMPILE compiles, each part as one graph (panoptic2.modeling.compile): the
+    # network, with its losses in training, and the tensor part of the post-processing.
+    compiled_parts = ("backbone", "sem_seg_head", "ins_embed_head", "panoptic_maps")
 
     @configurable
     def __init__(
@@ -86,11 +99,17 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
         nms_kernel: int = 7,
         top_k: int = 200,
         predict_instances: bool = True,
+        instance_score_rule: str = "center",
         size_divisibility: int = -1,
         benchmark_network_speed: bool = False,
         label_space: LabelSpace | None = None,
     ) -> None:
         super().__init__()
+        if instance_score_rule not in INSTANCE_SCORE_RULES:
+            raise ValueError(
+                f"PanopticDeepLab: instance_score_rule must be one of {INSTANCE_SCORE_RULES}, "
+                f"got {instance_score_rule!r}"
+            )
         if len(pixel_mean) != len(pixel_std):
             raise ValueError(
                 f"pixel_mean {list(pixel_mean)} and pixel_std {list(pixel_std)} differ in length"
@@ -105,6 +124,7 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
         self.nms_kernel = nms_kernel
         self.top_k = top_k
         self.predict_instances = predict_instances
+        self.instance_score_rule = instance_score_rule
         self.size_divisibility = (
             backbone.size_divisibility if size_divisibility < 0 else size_divisibility
         )
@@ -128,6 +148,7 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
             "nms_kernel": pd.NMS_KERNEL,
             "top_k": pd.TOP_K_INSTANCE,
             "predict_instances": pd.PREDICT_INSTANCES,
+            "instance_score_rule": pd.INSTANCE_SCORE_RULE,
             "size_divisibility": pd.SIZE_DIVISIBILITY,
             "benchmark_network_speed": pd.BENCHMARK_NETWORK_SPEED,
             "label_space": label_space_from_config(cfg),
@@ -163,15 +184,30 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
             In training a dict of losses, in inference a list of per-image dicts (see the
             class docstring).
         """
-        images = self._images(batched_inputs).tensor
-        features = self.backbone(images)
         if self.training:
-            return self._losses(batched_inputs, features)
-        sem_logits, _ = self.sem_seg_head(features)
-        center, offset, _ = self.ins_embed_head(features)
+            images = self._images(batched_inputs).tensor
+            return self._losses(batched_inputs, self.backbone(images))
+        sem_logits, center, offset = self.predict_maps(batched_inputs)
         if self.benchmark_network_speed:
             return []
-        return self._postprocess(batched_inputs, sem_logits, center, offset)
+        return self.postprocess(batched_inputs, sem_logits, center, offset)
+
+    def predict_maps(
+        self, batched_inputs: Sequence[Mapping[str, Any]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network part of inference: the heads' outputs before post-processing.
+
+        Args:
+            batched_inputs: as for :meth:`forward`.
+
+        Returns:
+            ``(sem_logits, center, offset)`` at the padded input size: (N, C, H, W) float
+            semantic logits, (N, 1, H, W) center heatmap, (N, 2, H, W) offsets in pixels.
+        """
+        features = self.backbone(self._images(batched_inputs).tensor)
+        sem_logits, _ = self.sem_seg_head(features)
+        center, offset, _ = self.ins_embed_head(features)
+        return sem_logits, center, offset
 
     def _losses(
         self, batched_inputs: Sequence[Mapping[str, Any]], features: Mapping[str, torch.Tensor]
@@ -211,14 +247,30 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
         losses.update(ins_losses)
         return losses
 
-    def _postprocess(
+    def postprocess(
         self,
         batched_inputs: Sequence[Mapping[str, Any]],
         sem_logits: torch.Tensor,
         center: torch.Tensor,
         offset: torch.Tensor,
     ) -> list[dict[str, Any]]:
+        """The post-processing part of inference, on the outputs of :meth:`predict_maps`.
+
+        Args:
+            batched_inputs: the inputs ``predict_maps`` ran on (image and original sizes).
+            sem_logits: (N, C, H, W) semantic logits.
+            center: (N, 1, H, W) center heatmap.
+            offset: (N, 2, H, W) offsets in pixels.
+
+        Returns:
+            One dict per image, as :meth:`forward` returns in inference; sets
+            ``last_postprocess_time``.
+        """
         space = self.require_label_space()
+        if is_static_shape_device(sem_logits.device):
+            # Grouping and merging have data-dependent shapes: they run on the host, after
+            # one copy of the three outputs (one graph execution, one transfer).
+            sem_logits, center, offset = _to_host(sem_logits, center, offset)
         results = []
         elapsed = 0.0
         for i, d in enumerate(batched_inputs):
@@ -250,28 +302,20 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
         """Post-processes one image's (C, H, W) logits, (1, H, W) heatmap, (2, H, W) offsets."""
         thing_ids = list(space.thing_ids)
         divisor = space.label_divisor
-        ignore = space.ignore_label
-        scores = logits
-        if 0 <= ignore < logits.shape[0]:
-            scores = logits.clone()
-            scores[ignore] = float("-inf")
-        sem = argmax_over_classes(scores, keepdim=True)
-        panoptic, centers = get_panoptic_segmentation(
-            sem,
-            heatmap,
-            offsets,
-            thing_ids=thing_ids,
-            label_divisor=divisor,
-            stuff_area=self.stuff_area,
-            void_label=VOID_LABEL,
-            threshold=self.center_threshold,
-            nms_kernel=self.nms_kernel,
-            top_k=self.top_k if self.top_k > 0 else None,
+        panoptic, centers = self.panoptic_maps(
+            logits, heatmap, offsets, thing_class_table(space, logits.shape[0], logits.device)
         )
+        panoptic, centers = panoptic[None], centers[None]
         instances = []
         if self.predict_instances:
             instances = get_instance_predictions(
-                panoptic, F.softmax(logits, dim=0), heatmap, centers, thing_ids, divisor
+                panoptic,
+                F.softmax(logits, dim=0),
+                heatmap,
+                centers,
+                thing_ids,
+                divisor,
+                score_rule=self.instance_score_rule,
             )
         out: dict[str, Any] = {
             "panoptic_seg": (
@@ -282,6 +326,62 @@ class PanopticDeepLab(LabelSpaceMixin, nn.Module):
         if self.predict_instances:
             out["instances"] = _instances(instances, panoptic.shape[-2:], panoptic.device)
         return out
+
+    def panoptic_maps(
+        self,
+        logits: torch.Tensor,
+        heatmap: torch.Tensor,
+        offsets: torch.Tensor,
+        is_thing_class: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tensor part of one image's post-processing: class argmax (never the
+        ``ignore_label`` class), centers, grouping and merge.
+
+        It has no host synchronisation and no Python branch on data, so it compiles as one
+        graph (``MODEL.COMPILE``, see ``compiled_parts``) and exports whole, the number of
+        centers being a data-dependent size.
+
+        Args:
+            logits: (C, H, W) float semantic logits.
+            heatmap: (1, H, W) float center heatmap.
+            offsets: (2, H, W) float offsets (dy, dx) in pixels.
+            is_thing_class: (C,) bool, from :func:`thing_class_table`.
+
+        Returns:
+            ``(panoptic, centers)``: (H, W) int64 labels (``VOID_LABEL`` for void) and
+            (K, 2) int64 centers (y, x).
+        """
+        space = self.require_label_space()
+        scores = logits
+        if 0 <= space.ignore_label < logits.shape[0]:
+            scores = logits.clone()
+            scores[space.ignore_label] = float("-inf")
+        return panoptic_from_maps(
+            argmax_over_classes(scores),
+            heatmap[0],
+            offsets,
+            None,
+            is_thing_class,
+            label_divisor=space.label_divisor,
+            stuff_area=self.stuff_area,
+            void_label=VOID_LABEL,
+            threshold=self.center_threshold,
+            nms_kernel=self.nms_kernel,
+            top_k=self.top_k if self.top_k > 0 else None,
+        )
+
+
+def thing_class_table(space: LabelSpace, num_classes: int, device: torch.device) -> torch.Tensor:
+    """(num_classes,) bool on ``device``, True at the label space's thing classes."""
+    table = torch.zeros(num_classes, dtype=torch.bool)
+    table[list(space.thing_ids)] = True
+    return table.to(device)
+
+
+def _to_host(*maps: torch.Tensor) -> list[torch.Tensor]:
+    """(N, C_i, H, W) device tensors copied to the CPU in one transfer."""
+    joined = torch.cat([m.float() for m in maps], dim=1).cpu()
+    return list(joined.split([m.shape[1] for m in maps], dim=1))
 
 
 def _synchronize(device: torch.device) -> None:

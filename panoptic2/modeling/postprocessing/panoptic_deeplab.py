@@ -23,6 +23,7 @@ __all__ = [
     "get_panoptic_segmentation_batched",
     "group_pixels",
     "merge_semantic_and_instance",
+    "panoptic_from_maps",
 ]
 
 
@@ -107,11 +108,14 @@ def find_instance_center(
     heatmap = F.threshold(heatmap, threshold, -1.0)
     heatmap = torch.where(heatmap == _max_pool_same(heatmap, nms_kernel), heatmap, -1.0)
     centers = torch.nonzero(heatmap > 0)
-    if top_k is not None and centers.shape[0] >= top_k:
+    if top_k is not None:
         # Only positive scores can pass max(s_k, 0), so s_k may be taken among the
-        # candidates: with fewer than top_k of them, s_k <= 0 and all are kept.
+        # candidates, padded with top_k scores of -1: with fewer than top_k candidates s_k is
+        # -1 and all are kept. No branch on the number of candidates, so torch.compile and
+        # torch.export trace this with that number symbolic.
         scores = heatmap[centers[:, 0], centers[:, 1]]
-        centers = centers[scores > torch.topk(scores, top_k).values[-1]]
+        padded = torch.cat([scores, scores.new_full((top_k,), -1.0)])
+        centers = centers[scores > torch.topk(padded, top_k).values[-1]]
     return centers
 
 
@@ -239,7 +243,7 @@ def merge_semantic_and_instance(
     return panoptic.reshape(sem_seg.shape)
 
 
-def _panoptic_image(
+def panoptic_from_maps(
     sem: torch.Tensor,
     heatmap: torch.Tensor,
     offsets: torch.Tensor,
@@ -252,7 +256,26 @@ def _panoptic_image(
     nms_kernel: int,
     top_k: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One validated image: (H, W) maps in, ((H, W) panoptic, (K, 2) centers) out."""
+    """:func:`get_panoptic_segmentation` of one image whose maps are already valid.
+
+    Nothing is checked and nothing is copied to the host, so ``torch.compile``
+    (``fullgraph=True``) and ``torch.export`` trace it whole: the number of centers K is a
+    data-dependent size, and grouping and merging go through the ops' fake kernels. The
+    caller guarantees what :func:`get_panoptic_segmentation` would have checked.
+
+    Args:
+        sem: (H, W) int64 class ids in [0, C).
+        heatmap: (H, W) float center scores.
+        offsets: (2, H, W) float offsets (dy, dx).
+        foreground: optional (H, W) thing mask (nonzero = thing); None: the pixels whose
+            class is a thing class.
+        is_thing_class: (C,) bool, True for thing classes.
+        label_divisor, stuff_area, void_label, threshold, nms_kernel, top_k: As in
+            :func:`get_panoptic_segmentation`.
+
+    Returns:
+        ``(panoptic, centers)``: (H, W) int64 labels and (K, 2) int64 centers (y, x).
+    """
     if foreground is not None:
         thing_mask = foreground != 0
     elif is_thing_class.numel() > 0:
@@ -331,7 +354,7 @@ def get_panoptic_segmentation_batched(
     is_thing_class, _ = _class_table(sem_seg, thing_ids, func)
     sem = sem_seg.to(torch.int64)
     results = [
-        _panoptic_image(
+        panoptic_from_maps(
             sem[i],
             center_heatmap[i],
             offsets[i],

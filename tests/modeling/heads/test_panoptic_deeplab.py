@@ -3,6 +3,7 @@ import torch
 
 from panoptic2.config import get_cfg
 from panoptic2.layers import ShapeSpec
+from panoptic2.layers.separable_conv import DepthwiseSeparableConv2d
 from panoptic2.modeling.heads import INS_EMBED_HEADS_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from panoptic2.modeling.heads.panoptic_deeplab import (
     PanopticDeepLabInsEmbedHead,
@@ -87,3 +88,70 @@ def test_loss_weights_from_config():
     assert float(losses["loss_sem_seg"]) == 0.0
     ins = PanopticDeepLabInsEmbedHead(_cfg(), SHAPES)
     assert (ins.center_loss_weight, ins.offset_loss_weight) == (200.0, 0.01)
+
+
+def _tower_kind(tower):
+    if isinstance(tower, DepthwiseSeparableConv2d):
+        assert tower.depthwise.kernel_size == (5, 5)
+        return "separable"
+    assert [conv.kernel_size for conv in tower] == [(3, 3), (3, 3)]
+    return "two 3x3"
+
+
+@pytest.mark.parametrize(
+    ("depthwise", "center_option", "center", "offset"),
+    [
+        (False, None, "two 3x3", "two 3x3"),
+        (True, None, "separable", "separable"),
+        # Detectron2's depthwise-separable models: the center tower stays two 3x3 convs.
+        (True, False, "two 3x3", "separable"),
+        (False, True, "separable", "two 3x3"),
+    ],
+)
+def test_center_tower_kind(depthwise, center_option, center, offset):
+    cfg = _cfg(depthwise)
+    cfg.MODEL.INS_EMBED_HEAD.CENTER_HEAD_USE_DEPTHWISE_SEPARABLE_CONV = center_option
+    head = PanopticDeepLabInsEmbedHead(cfg, SHAPES)
+    assert (_tower_kind(head.center_head), _tower_kind(head.offset_head)) == (center, offset)
+    fuse = head.decoder.decoder["res2"]["fuse_conv"]
+    assert isinstance(fuse, DepthwiseSeparableConv2d) == depthwise
+    center_map, offset_map, _ = head.eval()(_features())
+    assert center_map.shape == (2, 1, 64, 48) and offset_map.shape == (2, 2, 64, 48)
+
+
+def test_center_tower_option_must_be_a_bool_or_none():
+    cfg = _cfg()
+    cfg.MODEL.INS_EMBED_HEAD.CENTER_HEAD_USE_DEPTHWISE_SEPARABLE_CONV = "no"
+    with pytest.raises(TypeError, match="center_head_depthwise_separable_conv"):
+        PanopticDeepLabInsEmbedHead(cfg, SHAPES)
+
+
+def test_classifier_without_an_output_for_the_ignore_class():
+    cfg = _cfg()
+    cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 0
+    cfg.MODEL.SEM_SEG_HEAD.PREDICT_IGNORE_CLASS = False
+    head = PanopticDeepLabSemSegHead(cfg, SHAPES).eval()
+    assert head.predictor.out_channels == 4  # classes 1..4; 0 is void
+    feats = _features()
+    with torch.no_grad():
+        predicted = head.predictor(head.head(head.decoder(feats)))
+        logits = head.layers(feats)
+        full, _ = head(feats)
+    assert logits.shape == (2, 5, 16, 12) and full.shape == (2, 5, 64, 48)
+    assert torch.equal(logits[:, 1:], predicted)
+    assert torch.all(logits[:, 0] == -1e4)
+    # The void class never wins and its softmax probability is exactly 0.
+    assert torch.all(full.softmax(dim=1)[:, 0] == 0)
+    torch.testing.assert_close(full.softmax(dim=1)[:, 1:], full[:, 1:].softmax(dim=1))
+    head.train()
+    targets = torch.randint(0, 5, (2, 64, 48))
+    _, losses = head(feats, targets, torch.ones(2, 64, 48))
+    assert torch.isfinite(losses["loss_sem_seg"]) and losses["loss_sem_seg"] > 0
+
+
+def test_classifier_without_ignore_class_needs_the_ignore_value_among_the_classes():
+    cfg = _cfg()
+    cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
+    cfg.MODEL.SEM_SEG_HEAD.PREDICT_IGNORE_CLASS = False
+    with pytest.raises(ValueError, match="predict_ignore_class"):
+        PanopticDeepLabSemSegHead(cfg, SHAPES)

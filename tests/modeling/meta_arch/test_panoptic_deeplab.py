@@ -154,3 +154,37 @@ def test_missing_label_space_and_targets_are_clear_errors():
     assert model.label_space is None
     with pytest.raises(ValueError, match="PanopticDeepLabMapper"):
         model.train()([_image_input(file_name="img.png")])
+
+
+@pytest.mark.parametrize(("rule", "read_at"), [("center", (0, 3)), ("centroid", (1, 1))])
+def test_instance_score_rule_from_config(rule, read_at):
+    """One L-shaped thing grown from the center (0, 3); its mask's centroid is (15/11, 15/11)
+    -> (1, 1). The score reads the heatmap where the rule says; the panoptic map is the same."""
+    cfg = _tiny_cfg()
+    cfg.DATASETS.TRAIN = []
+    cfg.DATASETS.TEST = []
+    cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE_SCORE_RULE = rule
+    model = PanopticDeepLab(cfg, label_space=_space([4], 1000)).eval()
+    assert model.instance_score_rule == rule
+    thing = torch.zeros(8, 8, dtype=torch.bool)
+    thing[0, :6] = True
+    thing[:6, 0] = True
+    logits = torch.zeros(7, 8, 8)
+    logits[4][thing] = 5.0
+    logits[1][~thing] = 5.0
+    heat = torch.zeros(1, 8, 8)
+    heat[0, 0, 3], heat[0, 1, 1] = 0.9, 0.4
+    out = model._panoptic(logits, heat, torch.zeros(2, 8, 8), model.label_space)
+    id_map, segments = out["panoptic_seg"]
+    assert torch.equal(id_map == 4001, thing)
+    (instance,) = [s for s in segments if s["isthing"]]
+    semantic = logits.softmax(dim=0)[4][thing].mean()
+    assert instance["score"] == pytest.approx(float(semantic * heat[0][read_at]))
+    assert out["instances"].scores.tolist() == pytest.approx([instance["score"]])
+
+
+def test_unknown_instance_score_rule_is_an_error():
+    cfg = _tiny_cfg()
+    cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE_SCORE_RULE = "peak"
+    with pytest.raises(ValueError, match="instance_score_rule"):
+        PanopticDeepLab(cfg)

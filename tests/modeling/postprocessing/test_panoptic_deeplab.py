@@ -154,3 +154,35 @@ def test_center_nms_pooling_equals_max_pool2d(kernel):
     x = torch.round(torch.rand(23, 41, generator=torch.Generator().manual_seed(kernel)) * 8) / 8
     expected = torch.nn.functional.max_pool2d(x[None], kernel, 1, kernel // 2)[0]
     assert torch.equal(_max_pool_same(x, kernel), expected)
+
+
+@pytest.mark.skipif(not extension.has_ops(), reason="panoptic2._C is not built")
+def test_panoptic_from_maps_compiles_as_one_graph_through_the_fake_kernels():
+    """fullgraph=True (a graph break raises), sizes and the number of centers symbolic: one
+    graph serves three sizes and top-k cut or not, and equals get_panoptic_segmentation."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from panoptic2.modeling.postprocessing import panoptic_from_maps
+
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(panoptic_from_maps, fullgraph=True, dynamic=True, backend=counter)
+    table = torch.zeros(19, dtype=torch.bool)
+    table[THINGS] = True
+    for size, top_k in (((31, 45), 5), ((64, 97), 200), ((40, 40), 7)):
+        data = make_panoptic_deeplab_outputs(*size, 19, THINGS, 12, seed=sum(size), sigma=3.0)
+        sem, heat, offsets = data["sem_seg"], data["center_heatmap"], data["offsets"]
+        expected, centers = get_panoptic_segmentation(
+            sem, heat, offsets, THINGS, 1000, 40, 255, nms_kernel=5, top_k=top_k
+        )
+        with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+            pan, got_centers = compiled(
+                sem[0], heat[0], offsets, None, table, 1000, 40, 255, 0.1, 5, top_k
+            )
+        assert torch.equal(pan, expected[0]) and torch.equal(got_centers, centers[0])
+        assert len(pan.unique()) > 5
+    graphs = [g for g in counter.graphs if any(n.op == "call_function" for n in g.graph.nodes)]
+    assert len(graphs) == 1
+    called = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
+    assert {"panoptic2.group_pixels.default", "panoptic2.merge_semantic_and_instance.default"} <= {
+        c.split("'")[-2] if "'" in c else c for c in called
+    } or any("group_pixels" in c for c in called)
