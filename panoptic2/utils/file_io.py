@@ -2,9 +2,10 @@
 
 Use ``PathManager.open(path)``, ``PathManager.get_local_path(url)``,
 ``PathManager.exists(path)`` ... everywhere a path may be a URL (weights, configs), so
-remote files are downloaded once and cached. The cache directory is
-``$PANOPTIC2_CACHE`` or ``~/.torch/panoptic2_cache``, read when a file is fetched so a
-test or user can change it at run time.
+remote files are downloaded once and cached. The URL schemes (``http(s)://``,
+``detectron2://``, ``torchvision://``) and the cache directory (``$PANOPTIC2_CACHE``, else
+``$XDG_CACHE_HOME/panoptic2``, else ``~/.cache/panoptic2``, read when a file is fetched so a
+test or user can change it at run time) are described in :mod:`panoptic2.utils.url_handlers`.
 """
 
 from __future__ import annotations
@@ -16,30 +17,21 @@ import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
-from iopath.common.file_io import HTTPURLHandler, OneDrivePathHandler
+from iopath.common.file_io import OneDrivePathHandler
 from iopath.common.file_io import PathManager as PathManagerBase
+
+from .url_handlers import (
+    CachedHTTPURLHandler,
+    Detectron2Handler,
+    TorchvisionHandler,
+    get_cache_dir,
+)
 
 __all__ = ["PathManager", "atomic_write", "atomic_write_leftovers", "get_cache_dir"]
 
 # The temp files of atomic_write: ".{name}.{12 hex digits}.tmp" next to the destination.
 _TEMP_HEX_DIGITS = 12
 _TEMP_NAME = re.compile(rf"^\.(?P<target>.+)\.[0-9a-f]{{{_TEMP_HEX_DIGITS}}}\.tmp$")
-
-
-def get_cache_dir() -> str:
-    """Returns the download cache directory (``$PANOPTIC2_CACHE`` or the default)."""
-    return os.path.expanduser(os.getenv("PANOPTIC2_CACHE", "~/.torch/panoptic2_cache"))
-
-
-class _HTTPURLHandler(HTTPURLHandler):
-    """iopath's HTTP handler whose default cache is :func:`get_cache_dir`, not iopath's."""
-
-    def _get_local_path(
-        self, path: str, force: bool = False, cache_dir: str | None = None, **kwargs: Any
-    ) -> str:
-        return super()._get_local_path(
-            path, force=force, cache_dir=cache_dir or get_cache_dir(), **kwargs
-        )
 
 
 class _OneDrivePathHandler(OneDrivePathHandler):
@@ -51,7 +43,10 @@ class _OneDrivePathHandler(OneDrivePathHandler):
 
 
 PathManager = PathManagerBase()
-PathManager.register_handler(_HTTPURLHandler())
+_HTTP_HANDLER = CachedHTTPURLHandler()
+PathManager.register_handler(_HTTP_HANDLER)
+PathManager.register_handler(Detectron2Handler(_HTTP_HANDLER))
+PathManager.register_handler(TorchvisionHandler(_HTTP_HANDLER))
 PathManager.register_handler(_OneDrivePathHandler())
 
 
