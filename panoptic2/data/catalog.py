@@ -29,7 +29,7 @@ any time with :meth:`Metadata.set`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from panoptic2.registry import unknown_name_error
@@ -37,6 +37,9 @@ from panoptic2.registry import unknown_name_error
 __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
 
 logger = logging.getLogger(__name__)
+
+# Reserved key of Metadata.__dict__: the pending (keys, compute) pairs of Metadata.set_lazy.
+_LAZY = "_lazy_fields"
 
 
 class _DatasetCatalog:
@@ -126,7 +129,8 @@ class Metadata:
     ``Metadata(name="x").set(thing_classes=["a"]).thing_classes == ["a"]``. Unlike
     Detectron2, fields may be changed after they are set (the change is logged at debug
     level), because derived values such as ``label_divisor`` are legitimately refined by
-    dataset preparation code.
+    dataset preparation code. Fields that only a data file knows can be declared lazily
+    (:meth:`set_lazy`).
 
     Args:
         name: Dataset name the metadata belongs to (also stored as the field ``name``).
@@ -135,6 +139,7 @@ class Metadata:
 
     def __init__(self, name: str = "", **kwargs: Any) -> None:
         self.__dict__["name"] = name
+        self.__dict__[_LAZY] = []
         self.set(**kwargs)
 
     def __getattr__(self, key: str) -> Any:
@@ -142,7 +147,9 @@ class Metadata:
         # pickle/copy protocols probing for optional methods behave normally.
         if key.startswith("__"):
             raise AttributeError(key)
-        fields = sorted(self.__dict__)
+        if self._resolve(key):
+            return self.__dict__[key]
+        fields = sorted(self._fields())
         raise AttributeError(
             f"Metadata of dataset '{self.__dict__.get('name', '')}' has no field '{key}'. "
             f"Available fields: {fields}."
@@ -172,20 +179,74 @@ class Metadata:
             self.__dict__[key] = value
         return self
 
+    def set_lazy(self, keys: Iterable[str], compute: Callable[[], Mapping[str, Any]]) -> Metadata:
+        """Declares fields that ``compute()`` supplies when one of them is first read.
+
+        For metadata that only a data file knows (e.g. the category list inside a large
+        annotation JSON): registration stays free of disk access, and the first read of any
+        of ``keys`` (attribute, :meth:`get`, :meth:`as_dict`, pickling) calls ``compute``
+        once; ``key in metadata`` answers without calling it. Fields set explicitly, before
+        or after, win over computed ones.
+
+        Args:
+            keys: The fields ``compute`` provides.
+            compute: Returns a mapping holding at least ``keys``; its errors propagate to
+                the reader (and ``compute`` runs again on the next read).
+
+        Returns:
+            ``self``.
+        """
+        self._pending().append((frozenset(keys), compute))
+        return self
+
+    def _pending(self) -> list[tuple[frozenset[str], Callable[[], Mapping[str, Any]]]]:
+        return self.__dict__.setdefault(_LAZY, [])
+
+    def _resolve(self, key: str | None = None) -> bool:
+        """Runs the pending computations that provide ``key`` (all when None); returns
+        whether ``key`` is set afterwards."""
+        pending = self._pending()
+        for entry in [e for e in pending if key is None or key in e[0]]:
+            keys, compute = entry
+            values = dict(compute())
+            missing = sorted(keys - set(values))
+            if missing:
+                raise KeyError(
+                    f"Metadata of dataset '{self.__dict__['name']}': the lazy fields {missing} "
+                    f"were declared but {compute!r} did not return them."
+                )
+            pending.remove(entry)
+            for k, v in values.items():
+                self.__dict__.setdefault(k, v)
+        return key is not None and key in self.__dict__
+
+    def _fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != _LAZY}
+
     def get(self, key: str, default: Any = None) -> Any:
         """Return field ``key``, or ``default`` when it is not set."""
-        return self.__dict__.get(key, default)
+        if key not in self.__dict__:
+            self._resolve(key)
+        return self.__dict__.get(key, default) if key != _LAZY else default
 
     def as_dict(self) -> dict[str, Any]:
         """Return a shallow copy of all fields (including ``name``)."""
-        return dict(self.__dict__)
+        self._resolve()
+        return self._fields()
 
     def __contains__(self, key: object) -> bool:
-        return key in self.__dict__
+        if key == _LAZY:
+            return False
+        return key in self.__dict__ or any(key in keys for keys, _ in self._pending())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickles the values, not the functions that compute them (closures do not pickle).
+        return {**self.as_dict(), _LAZY: []}
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
-        return f"Metadata({fields})"
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._fields().items())
+        lazy = sorted(k for keys, _ in self._pending() for k in keys)
+        return f"Metadata({fields}{', lazy=' + repr(lazy) if lazy else ''})"
 
 
 def _same(a: Any, b: Any) -> bool:

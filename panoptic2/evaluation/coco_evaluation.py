@@ -3,7 +3,9 @@
 Each rank turns its outputs into COCO results in ``process`` (RLE masks, XYWH boxes,
 dataset category ids); ``evaluate`` gathers them on the main process and runs ``COCOeval``
 against the dataset's instances JSON (metadata ``instances_json`` or ``json_file``). A dataset
-without such a file gets one converted from its dicts, cached in ``output_dir``.
+without such a file gets one converted from its dicts, cached in ``output_dir``. Mask AP is
+computed when the model predicts masks (its ``instances`` have ``pred_masks``): a box-only
+model (Faster R-CNN, ``MODEL.MASK_ON False``) gets box AP only.
 """
 
 from __future__ import annotations
@@ -127,25 +129,28 @@ def convert_to_coco_dict(dataset_name: str, dicts: Sequence[dict], label_space: 
                 seg = mask_util.frPyObjects(seg, h, w)  # uncompressed RLE -> compressed
             if isinstance(seg, dict) and isinstance(seg["counts"], bytes):
                 seg = {"size": list(seg["size"]), "counts": seg["counts"].decode("ascii")}
+            box = _xywh(ann)
             area = ann.get("area")
-            if area is None:
+            if area is None and seg is None:
+                area = box[2] * box[3]  # box-only annotation: COCO's area is the box's
+            elif area is None:
                 rle = (
                     mask_util.merge(mask_util.frPyObjects(seg, h, w))
                     if isinstance(seg, list)
                     else seg
                 )
                 area = float(mask_util.area(rle))
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": d["image_id"],
-                    "category_id": to_dataset[cls],
-                    "bbox": _xywh(ann),
-                    "segmentation": seg,
-                    "area": float(area),
-                    "iscrowd": int(ann.get("iscrowd", 0)),
-                }
-            )
+            entry = {
+                "id": len(annotations) + 1,
+                "image_id": d["image_id"],
+                "category_id": to_dataset[cls],
+                "bbox": box,
+                "area": float(area),
+                "iscrowd": int(ann.get("iscrowd", 0)),
+            }
+            if seg is not None:
+                entry["segmentation"] = seg
+            annotations.append(entry)
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
@@ -157,8 +162,8 @@ class COCOEvaluator(DatasetEvaluator):
         dataset_name: the evaluated dataset (named in messages and logs).
         output_dir: where ``coco_instances_results.json`` (and a converted ground truth
             JSON when the dataset has none) are written; None writes nothing.
-        tasks: subset of ``("bbox", "segm")``; ``segm`` is skipped when no prediction has
-            masks.
+        tasks: subset of ``("bbox", "segm")``; None: ``bbox``, and ``segm`` when the
+            model's ``instances`` have ``pred_masks``.
         label_space: the dataset's label space (its things are the evaluated categories).
         instances_json: the COCO instances JSON of the ground truth; None or a missing
             file: the ground truth is converted from ``dataset_dicts``.
@@ -171,13 +176,13 @@ class COCOEvaluator(DatasetEvaluator):
         self,
         dataset_name: str,
         output_dir: str | None = None,
-        tasks: Sequence[str] = _TASKS,
+        tasks: Sequence[str] | None = None,
         *,
         label_space: LabelSpace,
         instances_json: str | None = None,
         dataset_dicts: Callable[[], list[dict]] | None = None,
     ):
-        unknown = set(tasks) - set(_TASKS)
+        unknown = set(tasks or ()) - set(_TASKS)
         if unknown:
             raise ValueError(f"COCOEvaluator: unknown tasks {sorted(unknown)}; known {_TASKS}")
         self._dataset_name = dataset_name
@@ -185,10 +190,11 @@ class COCOEvaluator(DatasetEvaluator):
         self._instances_json = instances_json
         self._dataset_dicts = dataset_dicts
         self._output_dir = output_dir
-        self._tasks = tuple(tasks)
+        self._tasks = None if tasks is None else tuple(tasks)
         self._to_dataset = {c: d for d, c in label_space.thing_dataset_id_to_contiguous_id.items()}
         self._predictions: list[dict] = []
         self._image_ids: list[Any] = []
+        self._has_masks = False
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
@@ -206,11 +212,14 @@ class COCOEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._predictions = []
         self._image_ids = []
+        self._has_masks = False
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
             self._image_ids.append(inp["image_id"])
             if "instances" in out:
+                # The field, not the count: a mask model that detects nothing still has it.
+                self._has_masks |= out["instances"].has("pred_masks")
                 self._predictions.extend(
                     instances_to_coco_json(out["instances"], inp["image_id"], self._to_dataset)
                 )
@@ -243,12 +252,28 @@ class COCOEvaluator(DatasetEvaluator):
         with contextlib.redirect_stdout(io.StringIO()):
             return COCO(path)
 
-    def state(self) -> tuple[list[dict], list[Any]]:
-        return self._predictions, self._image_ids
+    def state(self) -> tuple[list[dict], list[Any], bool]:
+        return self._predictions, self._image_ids, self._has_masks
 
-    def compute_metrics(self, states: list[tuple[list[dict], list[Any]]]) -> dict[str, Any]:
-        predictions = [p for preds, _ in states for p in preds]
-        image_ids = sorted({i for _, ids in states for i in ids}, key=str)
+    def _tasks_to_run(self, has_masks: bool) -> tuple[str, ...]:
+        if self._tasks is None:
+            if not has_masks:
+                logger.info(
+                    "The predictions of %r have no masks (a box-only model): box AP only.",
+                    self._dataset_name,
+                )
+            return ("bbox", "segm") if has_masks else ("bbox",)
+        if "segm" in self._tasks and not has_masks:
+            raise ValueError(
+                f"COCOEvaluator of {self._dataset_name!r}: task 'segm' was asked for but the "
+                "model's instances have no pred_masks"
+            )
+        return self._tasks
+
+    def compute_metrics(self, states: list[tuple[list[dict], list[Any], bool]]) -> dict[str, Any]:
+        predictions = [p for preds, _, _ in states for p in preds]
+        image_ids = sorted({i for _, ids, _ in states for i in ids}, key=str)
+        tasks = self._tasks_to_run(any(has_masks for _, _, has_masks in states))
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             path = os.path.join(self._output_dir, "coco_instances_results.json")
@@ -260,13 +285,7 @@ class COCOEvaluator(DatasetEvaluator):
                 f"Dataset {self._dataset_name!r}: image ids {missing[:5]} are not in its COCO "
                 "ground truth."
             )
-        results: dict[str, Any] = {}
-        for task in self._tasks:
-            if task == "segm" and predictions and "segmentation" not in predictions[0]:
-                logger.warning("No predicted masks: skipping segm AP of %r.", self._dataset_name)
-                continue
-            results[task] = self._evaluate_task(coco_gt, predictions, image_ids, task)
-        return results
+        return {task: self._evaluate_task(coco_gt, predictions, image_ids, task) for task in tasks}
 
     def _evaluate_task(
         self, coco_gt: COCO, predictions: list[dict], image_ids: list[Any], task: str

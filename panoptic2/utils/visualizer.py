@@ -28,7 +28,7 @@ import torch
 from scipy import ndimage
 
 from panoptic2.data.label_space import LabelSpace
-from panoptic2.data.mappers.panoptic_fpn import annotation_to_mask
+from panoptic2.data.mappers.instance_annotations import annotation_to_mask
 from panoptic2.data.panoptic_label import read_panoptic_png
 from panoptic2.data.reading import read_sem_seg
 from panoptic2.structures import BitMasks, BoxMode, Instances

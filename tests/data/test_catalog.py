@@ -153,3 +153,47 @@ def test_metadata_catalog_creates_and_shares():
         MetadataCatalog.remove(name)
     assert MetadataCatalog.get(name).get("evaluator_type") is None
     MetadataCatalog.remove(name)
+
+
+def test_metadata_lazy_fields_computed_once_on_first_read():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"thing_classes": ["a", "b"], "num_classes": 3, "label_divisor": 7}
+
+    meta = Metadata(name="lazy", num_classes=9)
+    meta.set_lazy(["thing_classes", "num_classes", "label_divisor"], compute)
+    assert "thing_classes" in meta and "other" not in meta and not calls  # `in` does not compute
+    assert "lazy=" in repr(meta) and not calls
+    assert meta.get("ignore_label") is None and not calls  # a field it does not provide
+    assert meta.thing_classes == ["a", "b"] and len(calls) == 1
+    assert meta.num_classes == 9  # set explicitly: wins over the computed value
+    assert meta.as_dict() == {
+        "name": "lazy",
+        "num_classes": 9,
+        "thing_classes": ["a", "b"],
+        "label_divisor": 7,
+    }
+    assert len(calls) == 1 and "lazy=" not in repr(meta)
+
+
+def test_metadata_lazy_errors_propagate_and_retry_and_pickling_resolves():
+    state = {"fail": True}
+
+    def compute():
+        if state["fail"]:
+            raise FileNotFoundError("categories.json of dataset 'x'")
+        return {"classes": ["c"]}
+
+    meta = Metadata(name="x").set_lazy(["classes"], compute)
+    with pytest.raises(FileNotFoundError, match="categories.json"):
+        _ = meta.classes
+    with pytest.raises(FileNotFoundError):
+        meta.as_dict()
+    state["fail"] = False
+    back = pickle.loads(pickle.dumps(meta))  # the closure is not pickled, its values are
+    assert back.classes == ["c"] and back.as_dict() == {"name": "x", "classes": ["c"]}
+    bad = Metadata(name="y").set_lazy(["a", "b"], lambda: {"a": 1})
+    with pytest.raises(KeyError, match=r"'y'.*\['b'\]"):
+        bad.get("a")

@@ -151,3 +151,101 @@ def test_dataset_without_json_is_converted(tmp_path):
     assert res["segm"]["AP-y"] == pytest.approx(100.0)
     with open(tmp_path / f"{name}_coco_format.json") as f:
         assert json.load(f)["annotations"][0]["category_id"] == 9
+
+
+def _box_only_outputs(coco: COCO) -> list[tuple[dict, dict]]:
+    """The ground-truth boxes as predictions of a box-only model (no pred_masks field)."""
+    pairs = []
+    for inp, out in _pairs(coco):
+        inst = out["instances"]
+        inst.remove("pred_masks")
+        pairs.append((inp, {"instances": inst}))
+    return pairs
+
+
+def test_box_only_model_gets_box_ap_only(shapes_coco, tmp_path, caplog):
+    name, coco = shapes_coco
+    with caplog.at_level("INFO", logger="panoptic2.evaluation.coco_evaluation"):
+        res = _run(COCOEvaluator(get_cfg(), name, str(tmp_path)), _box_only_outputs(coco))
+    assert set(res) == {"bbox"} and res["bbox"]["AP"] == pytest.approx(100.0)
+    assert "box AP only" in caplog.text
+    # The results carry the dataset's category ids (shapes: 1, 2, 3 are also contiguous; the
+    # mapping itself is checked by test_results_use_dataset_category_ids).
+    with open(tmp_path / "coco_instances_results.json") as f:
+        assert {d["category_id"] for d in json.load(f)} <= set(coco.cats)
+    # Asking for mask AP of a box-only model is an error, not a silent skip.
+    with pytest.raises(ValueError, match="'segm' was asked for.*no pred_masks"):
+        _run(
+            COCOEvaluator(get_cfg(), name, str(tmp_path), tasks=("segm",)), _box_only_outputs(coco)
+        )
+
+
+def test_mask_model_without_detections_still_gets_segm(shapes_coco, tmp_path):
+    name, coco = shapes_coco
+    empty = [
+        (
+            inp,
+            {
+                "instances": Instances(
+                    out["instances"].image_size,
+                    pred_masks=torch.zeros(0, *out["instances"].image_size, dtype=torch.bool),
+                    pred_boxes=Boxes(torch.zeros(0, 4)),
+                    pred_classes=torch.zeros(0, dtype=torch.int64),
+                    scores=torch.zeros(0),
+                )
+            },
+        )
+        for inp, out in _pairs(coco)
+    ]
+    res = _run(COCOEvaluator(get_cfg(), name, str(tmp_path)), empty)
+    assert set(res) == {"bbox", "segm"} and res["segm"]["AP"] == 0.0
+
+
+def test_results_use_dataset_category_ids_and_box_only_ground_truth(tmp_path):
+    """Detectron2-style 0-based contiguous ids {7: 0, 9: 1}; box-only dicts converted."""
+    name = f"_test_coco_boxes_{uuid.uuid4().hex[:8]}"
+    dicts = [
+        {
+            "file_name": "a.png",
+            "image_id": 1,
+            "height": 40,
+            "width": 50,
+            "annotations": [
+                {"bbox": [10, 10, 30, 20], "bbox_mode": "XYWH_ABS", "category_id": 1},
+                {"bbox": [0, 0, 5, 5], "bbox_mode": "XYXY_ABS", "category_id": 0},
+            ],
+        }
+    ]
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(
+        thing_classes=["x", "y"], thing_dataset_id_to_contiguous_id={7: 0, 9: 1}
+    )
+    try:
+        outputs = {
+            "instances": Instances(
+                (40, 50),
+                pred_boxes=Boxes(torch.tensor([[10.0, 10.0, 40.0, 30.0], [0.0, 0.0, 5.0, 5.0]])),
+                pred_classes=torch.tensor([1, 0]),
+                scores=torch.tensor([0.9, 0.8]),
+            )
+        }
+        ev = COCOEvaluator(get_cfg(), name, str(tmp_path))
+        ev.reset()
+        ev.process([{"image_id": 1}], [outputs])
+        res = ev.evaluate()
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert set(res) == {"bbox"}
+    assert res["bbox"]["AP-x"] == pytest.approx(100.0) and res["bbox"]["AP-y"] == pytest.approx(
+        100.0
+    )
+    with open(tmp_path / "coco_instances_results.json") as f:
+        assert [(d["category_id"], d["bbox"]) for d in json.load(f)] == [
+            (9, [10.0, 10.0, 30.0, 20.0]),
+            (7, [0.0, 0.0, 5.0, 5.0]),
+        ]
+    with open(tmp_path / f"{name}_coco_format.json") as f:
+        gt = json.load(f)["annotations"]
+    assert [(a["category_id"], a["area"]) for a in gt] == [(9, 600.0), (7, 25.0)]
+    assert all("segmentation" not in a for a in gt)

@@ -7,7 +7,7 @@ Readers return Detectron2-compatible standard dicts with CONTIGUOUS category ids
 
 from .cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 from .cityscapes_panoptic import load_cityscapes_panoptic
-from .coco import load_coco_json
+from .coco import load_coco_json, register_coco_instances
 from .coco_panoptic import (
     get_panoptic_fpn_stuff_metadata,
     load_coco_panoptic_json,
@@ -17,6 +17,7 @@ from .coco_panoptic import (
 )
 from .metadata import (
     get_cityscapes_metadata,
+    get_coco_instances_metadata,
     get_coco_panoptic_metadata,
     get_sem_seg_metadata,
     get_voc_metadata,
@@ -32,6 +33,7 @@ __all__ = [
     "check_record",
     "convert_sbd_to_aug",
     "get_cityscapes_metadata",
+    "get_coco_instances_metadata",
     "get_coco_panoptic_metadata",
     "get_panoptic_fpn_stuff_metadata",
     "get_sem_seg_metadata",
@@ -45,6 +47,7 @@ __all__ = [
     "load_sem_seg",
     "load_voc_sem_seg",
     "read_voc_label",
+    "register_coco_instances",
     "register_coco_panoptic",
     "register_coco_panoptic_separated",
     "register_sem_seg",

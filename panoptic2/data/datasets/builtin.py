@@ -1,4 +1,4 @@
-"""Registers the builtin datasets (COCO panoptic, Cityscapes, PASCAL VOC, shapes).
+"""Registers the builtin datasets (COCO panoptic and instances, Cityscapes, PASCAL VOC, shapes).
 
 Registration never touches the dataset files: every dataset function resolves its paths
 under the datasets root when it is called (``$PANOPTIC2_DATASETS``, default
@@ -19,6 +19,7 @@ from typing import Any
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 from .cityscapes_panoptic import load_cityscapes_panoptic
+from .coco import load_coco_json
 from .coco_panoptic import (
     _load_separated,
     get_panoptic_fpn_stuff_metadata,
@@ -27,6 +28,7 @@ from .coco_panoptic import (
 )
 from .metadata import (
     get_cityscapes_metadata,
+    get_coco_instances_metadata,
     get_coco_panoptic_metadata,
     get_voc_metadata,
     load_coco_panoptic_categories,
@@ -148,8 +150,33 @@ def _register_coco_like(
         )
 
 
+def _register_coco_instances_like(
+    name_format: str, folder_of: Callable[[], str], static_folder: str, categories: list[dict]
+) -> None:
+    """Registers the instance-only names (``name_format`` formatted with the split): the
+    things of ``categories``, read from ``annotations/instances_{split}2017.json``."""
+    meta = get_coco_instances_metadata([c for c in categories if c["isthing"]])
+    for split in _COCO_SPLITS:
+
+        def paths(split: str = split) -> dict[str, str]:
+            p = _coco_paths(folder_of(), split)
+            return {"image_root": p["image_root"], "json_file": p["json_file"]}
+
+        static = _coco_paths(static_folder, split)
+        name = name_format.format(split=split)
+        _register(
+            name,
+            {**meta, "image_root": static["image_root"], "json_file": static["json_file"]},
+            paths,
+            lambda p, m, name=name: load_coco_json(
+                p["json_file"], p["image_root"], m, dataset_name=name
+            ),
+        )
+
+
 def register_all_coco() -> None:
-    """``coco_2017_{train,val}_panoptic`` and ``coco_2017_{train,val}_panoptic_separated``."""
+    """``coco_2017_{train,val}_panoptic``, ``coco_2017_{train,val}_panoptic_separated`` and
+    the instance-only ``coco_2017_{train,val}`` (80 thing classes, boxes and masks)."""
     categories = load_coco_panoptic_categories()
     meta = get_coco_panoptic_metadata(categories)
     meta.update(get_panoptic_fpn_stuff_metadata(categories), categories=categories)
@@ -161,6 +188,7 @@ def register_all_coco() -> None:
         meta,
         make_stuff=False,
     )
+    _register_coco_instances_like("coco_2017_{split}", lambda: "coco", "coco", categories)
 
 
 def _cityscapes_paths(folder: str, split: str) -> dict[str, str]:
@@ -266,7 +294,8 @@ def _shapes_folder(layout: str) -> Callable[[], str]:
 def register_all_shapes() -> None:
     """The synthetic dataset in each layout, generated under the root on first load.
 
-    ``shapes_panoptic_{train,val}`` (+ ``_separated``), ``shapes_cityscapes_fine_*`` and
+    ``shapes_panoptic_{train,val}`` (+ ``_separated``), ``shapes_instances_{train,val}``
+    (the things of the COCO layout's ``instances_*.json``), ``shapes_cityscapes_fine_*`` and
     ``shapes_voc_sem_seg_{train,val}``.
     """
     from .shapes import shapes_metadata
@@ -279,6 +308,9 @@ def register_all_shapes() -> None:
         "shapes_coco",
         meta,
         make_stuff=True,
+    )
+    _register_coco_instances_like(
+        "shapes_instances_{split}", _shapes_folder("coco"), "shapes_coco", meta["categories"]
     )
     _register_cityscapes_like(
         "shapes_cityscapes", _shapes_folder("cityscapes"), "shapes_cityscapes"

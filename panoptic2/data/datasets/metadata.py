@@ -22,9 +22,11 @@ from typing import Any
 from ..label_space import LabelSpace
 
 __all__ = [
+    "INSTANCE_EVALUATORS",
     "PANOPTIC_EVALUATORS",
     "SEM_SEG_EVALUATORS",
     "get_cityscapes_metadata",
+    "get_coco_instances_metadata",
     "get_coco_panoptic_metadata",
     "get_sem_seg_metadata",
     "get_voc_metadata",
@@ -34,6 +36,10 @@ __all__ = [
 
 PANOPTIC_EVALUATORS = ["COCOPanopticEvaluator", "SemSegEvaluator"]
 SEM_SEG_EVALUATORS = ["SemSegEvaluator"]
+INSTANCE_EVALUATORS = ["COCOEvaluator"]
+# Instance datasets store no panoptic maps; any divisor above the instances per image
+# encodes their segments, and Detectron2's 1000 fits every dataset it ships.
+INSTANCE_LABEL_DIVISOR = 1000
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -78,6 +84,29 @@ def get_coco_panoptic_metadata(categories: Sequence[dict]) -> dict[str, Any]:
         **LabelSpace.from_categories(categories).as_metadata(),
         "evaluators": list(PANOPTIC_EVALUATORS),
     }
+
+
+def get_coco_instances_metadata(categories: Sequence[dict]) -> dict[str, Any]:
+    """Metadata of an instance-only (COCO instances) dataset: every category is a thing.
+
+    The label space is the COCO one of :func:`get_coco_panoptic_metadata` restricted to the
+    things: categories sorted by id get contiguous ids ``1..K``, ``0`` is ``"void"`` (so
+    COCO's 80 thing categories get the same contiguous ids as in COCO panoptic).
+
+    Args:
+        categories: dicts with ``id`` (never 0), ``name`` and optionally ``color``; an
+            ``isthing`` field is ignored.
+
+    Returns:
+        The fields of :func:`get_coco_panoptic_metadata` (``stuff_*`` empty) with
+        ``label_divisor`` 1000 and ``evaluators`` ``["COCOEvaluator"]``.
+
+    Raises:
+        ValueError: a category lacks ``id`` or ``name``, uses id 0, or an id appears twice.
+    """
+    things = [{**c, "isthing": 1} for c in categories]
+    space = LabelSpace.from_categories(things, label_divisor=INSTANCE_LABEL_DIVISOR)
+    return {**space.as_metadata(), "evaluators": list(INSTANCE_EVALUATORS)}
 
 
 def get_cityscapes_metadata() -> dict[str, Any]:

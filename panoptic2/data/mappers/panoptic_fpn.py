@@ -1,11 +1,11 @@
 """Mapper for Panoptic FPN: thing instances (boxes, classes, bitmasks) + a stuff semantic map.
 
-Instances come from the dict's ``annotations`` (polygons or COCO RLE, decoded with
-pycocotools; crowd annotations dropped, as Detectron2 does) or, when it has none, from its
-panoptic map (non-crowd thing segments). The stuff map follows Detectron2's "separated"
-convention: 0 = any thing, ``1..S`` = the stuff classes in contiguous-id order, 255 = ignore;
-it is read from ``sem_seg_file_name`` (the stuff-only PNG of the separated datasets) or
-derived from the panoptic map with :meth:`LabelSpace.panoptic_fpn_lut`.
+Instances come from the dict's ``annotations`` (polygons or COCO RLE, decoded by
+:mod:`.instance_annotations`; crowd annotations dropped, as Detectron2 does) or, when it has
+none, from its panoptic map (non-crowd thing segments). The stuff map follows Detectron2's
+"separated" convention: 0 = any thing, ``1..S`` = the stuff classes in contiguous-id order,
+255 = ignore; it is read from ``sem_seg_file_name`` (the stuff-only PNG of the separated
+datasets) or derived from the panoptic map with :meth:`LabelSpace.panoptic_fpn_lut`.
 
 ``instances`` is an :class:`~panoptic2.structures.Instances` with ``gt_boxes``
 (:class:`~panoptic2.structures.Boxes`, tight XYXY boxes of the augmented masks),
@@ -20,45 +20,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_util
 
 from panoptic2.config import configurable
 from panoptic2.data.build import DATA_MAPPER_REGISTRY
 from panoptic2.data.label_space import PANOPTIC_FPN_IGNORE, LabelSpace
 from panoptic2.data.panoptic_label import read_panoptic_label
-from panoptic2.data.reading import read_image, read_sem_seg
+from panoptic2.data.reading import describe_record, read_image, read_sem_seg
 from panoptic2.data.transforms import AugInput, Augmentation
 from panoptic2.structures import BitMasks, Boxes, Instances, masks_to_boxes
 
 from .base import SegmentationMapperBase, mapper_label_space
+from .instance_annotations import annotation_masks
 
-__all__ = ["PanopticFPNMapper", "annotation_to_mask"]
-
-
-def annotation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """Polygons (list of flat ``[x0, y0, x1, y1, ...]``) or a COCO RLE dict to a bitmask.
-
-    Args:
-        segmentation: Polygons, a compressed RLE dict, or an uncompressed RLE (list counts).
-        height: Image height.
-        width: Image width.
-
-    Returns:
-        ``(height, width)`` bool mask.
-    """
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), dtype=bool)
-        rle = mask_util.merge(mask_util.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation, dict):
-        rle = segmentation
-        if isinstance(rle.get("counts"), list):
-            rle = mask_util.frPyObjects(rle, height, width)
-        if tuple(rle["size"]) != (height, width):
-            raise ValueError(f"RLE of size {rle['size']} for an image of {(height, width)}")
-    else:
-        raise TypeError(f"Unknown segmentation format {type(segmentation).__name__}")
-    return mask_util.decode(rle).astype(bool)
+__all__ = ["PanopticFPNMapper"]
 
 
 @DATA_MAPPER_REGISTRY.register()
@@ -115,12 +89,10 @@ class PanopticFPNMapper(SegmentationMapperBase):
         return masks, (ids // divisor).astype(np.int64)
 
     def _from_annotations(
-        self, annotations: list[dict], h: int, w: int
+        self, annotations: list[dict], h: int, w: int, where: str
     ) -> tuple[np.ndarray, np.ndarray]:
         annos = [a for a in annotations if not a.get("iscrowd", 0)]
-        masks = np.zeros((len(annos), h, w), dtype=bool)
-        for i, a in enumerate(annos):
-            masks[i] = annotation_to_mask(a["segmentation"], h, w)
+        masks = annotation_masks(annos, h, w, where)
         return masks, np.array([a["category_id"] for a in annos], dtype=np.int64)
 
     def __call__(self, dataset_dict: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +119,8 @@ class PanopticFPNMapper(SegmentationMapperBase):
                 thing_ids=space.thing_ids,
             )
         if "annotations" in dataset_dict:
-            masks, classes = self._from_annotations(dataset_dict["annotations"], h, w)
+            where = f"'{dataset_dict.get('file_name')}'{describe_record(dataset_dict)}"
+            masks, classes = self._from_annotations(dataset_dict["annotations"], h, w, where)
         elif panoptic is not None:
             masks, classes = self._from_panoptic(panoptic)
         else:
@@ -166,7 +139,7 @@ class PanopticFPNMapper(SegmentationMapperBase):
             )
         aug = AugInput(image, sem_seg=stuff, masks=masks, sem_seg_pad_value=PANOPTIC_FPN_IGNORE)
         aug.apply_augmentations(self.augmentations)
-        keep = aug.masks.reshape(len(aug.masks), -1).any(axis=1)
+        keep = aug.masks.any(axis=(1, 2))
         masks = aug.masks[keep]
         out = self._output(dataset_dict, aug.image)
         out.update(size)

@@ -88,6 +88,17 @@ class GeneralizedRCNN(LabelSpaceMixin, nn.Module):
             before use, e.g. by loading a checkpoint that stores one.
     """
 
+    # Why XLA devices cannot train it (read by panoptic2.engine.xla): every step would
+    # compile new graphs and run ops on the host.
+    dynamic_shape_reason = (
+        "its RPN and ROI heads match anchors and proposals to boxes and sample them with "
+        "data-dependent shapes (nonzero over IoU matches, randperm in the box sampler, NMS)"
+    )
+
+    # What MODEL.COMPILE compiles as one graph (panoptic2.modeling.compile); the RPN and ROI
+    # heads stay eager (see dynamic_shape_reason).
+    compiled_parts: tuple[str, ...] = ("backbone",)
+
     @configurable
     def __init__(
         self,
@@ -159,10 +170,16 @@ class GeneralizedRCNN(LabelSpaceMixin, nn.Module):
             if "instances" not in d:
                 raise ValueError(
                     f"{type(self).__name__} training needs 'instances' in every input (use "
-                    f"INPUT.DATASET_MAPPER_NAME PanopticFPNMapper); missing for "
-                    f"{d.get('file_name', '?')!r}"
+                    f"INPUT.DATASET_MAPPER_NAME DetectionMapper or PanopticFPNMapper); missing "
+                    f"for {d.get('file_name', '?')!r}"
                 )
             inst = d["instances"]
+            if self.roi_heads.mask_on and not inst.has("gt_masks"):
+                raise ValueError(
+                    f"Image {d.get('file_name', '?')!r} of dataset {d.get('dataset_name', '?')!r} "
+                    "has no instance masks (its annotations have no 'segmentation') but the "
+                    "model has a mask head: train boxes only with MODEL.MASK_ON False"
+                )
             classes = inst.gt_classes.tolist()
             bad = sorted({c for c in classes if c not in to_index})
             if bad:

@@ -23,6 +23,7 @@ EXPECTED_NAMES = [
         "voc_2012_sem_seg",
         "shapes_panoptic",
         "shapes_panoptic_separated",
+        "shapes_instances",
         "shapes_cityscapes_fine_panoptic",
         "shapes_cityscapes_fine_sem_seg",
         "shapes_voc_sem_seg",
@@ -32,6 +33,8 @@ EXPECTED_NAMES = [
     "coco_2017_val_panoptic",
     "coco_2017_train_panoptic_separated",
     "coco_2017_val_panoptic_separated",
+    "coco_2017_train",
+    "coco_2017_val",
     "voc_2012_sem_seg_train_aug",
 ]
 
@@ -61,6 +64,14 @@ def test_all_names_registered_with_metadata_without_files(monkeypatch, tmp_path)
     assert MetadataCatalog.get("cityscapes_fine_panoptic_val").label_divisor == 1000
     assert MetadataCatalog.get("voc_2012_sem_seg_val").num_classes == 21
     assert MetadataCatalog.get("shapes_panoptic_val").num_classes == 7
+    # Instance-only names: the thing classes only, with the panoptic names' contiguous ids.
+    coco = MetadataCatalog.get("coco_2017_val")
+    assert coco.evaluators == ["COCOEvaluator"] and coco.stuff_classes == []
+    assert len(coco.thing_classes) == 80 and coco.thing_classes[0] == "person"
+    panoptic = MetadataCatalog.get("coco_2017_val_panoptic")
+    assert coco.thing_dataset_id_to_contiguous_id == panoptic.thing_dataset_id_to_contiguous_id
+    shapes = MetadataCatalog.get("shapes_instances_train")
+    assert shapes.thing_ids == [1, 2, 3] and shapes.thing_classes == ["disk", "square", "triangle"]
     assert not (tmp_path / "does_not_exist").exists()
 
 
@@ -68,6 +79,7 @@ def test_all_names_registered_with_metadata_without_files(monkeypatch, tmp_path)
     "name, expected",
     [
         ("coco_2017_val_panoptic", "coco/annotations/panoptic_val2017.json"),
+        ("coco_2017_train", "coco/annotations/instances_train2017.json"),
         ("cityscapes_fine_sem_seg_train", "cityscapes/leftImg8bit/train"),
         ("voc_2012_sem_seg_val", "VOCdevkit/VOC2012"),
     ],
@@ -107,6 +119,25 @@ def test_shapes_separated_makes_stuff_pngs(monkeypatch, tmp_path):
             assert (sem[ids == seg["id"]] == expected).all()
         assert (sem[ids == 0] == 255).all()
         assert d["annotations"] and all(a["bbox_mode"] == "XYWH_ABS" for a in d["annotations"])
+
+
+def test_shapes_instances_read_the_coco_layouts_instances_json(monkeypatch, tmp_path):
+    _small_shapes(str(tmp_path), "coco")
+    monkeypatch.setenv("PANOPTIC2_DATASETS", str(tmp_path))
+    dicts = DatasetCatalog.get("shapes_instances_val")
+    md = MetadataCatalog.get("shapes_instances_val")
+    json_file = tmp_path / "shapes_coco/annotations/instances_val2017.json"
+    assert md.json_file == str(json_file)
+    data = json.loads(json_file.read_text())
+    assert [d["image_id"] for d in dicts] == sorted(i["id"] for i in data["images"])
+    assert sum(len(d["annotations"]) for d in dicts) == len(data["annotations"])
+    # Dataset ids 1, 2, 3 (disk, square, triangle) -> contiguous 1, 2, 3.
+    by_id = {a["id"]: a for a in data["annotations"]}
+    for d in dicts:
+        for a in d["annotations"]:
+            assert a["category_id"] == by_id[a["id"]]["category_id"]
+            assert a["bbox"] == by_id[a["id"]]["bbox"] and a["bbox_mode"] == "XYWH_ABS"
+    assert "pan_seg_file_name" not in dicts[0]
 
 
 def test_shapes_cityscapes_and_voc(monkeypatch, tmp_path):

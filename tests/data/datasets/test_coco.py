@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_util
 
+from panoptic2.data import DatasetCatalog, MetadataCatalog
+from panoptic2.data.datasets import register_coco_instances
 from panoptic2.data.datasets.coco import load_coco_json
 from panoptic2.data.datasets.coco_panoptic import load_coco_panoptic_json
 from panoptic2.data.datasets.shapes import generate_shapes, shapes_metadata
@@ -108,3 +111,103 @@ def test_on_shapes_coco_agrees_with_panoptic(tmp_path):
             (s["category_id"], s["iscrowd"]) for s in things
         )
         assert all(a["category_id"] in meta["thing_ids"] for a in d["annotations"])
+
+
+@pytest.fixture
+def registered():
+    """Registers names through register_coco_instances and removes them afterwards."""
+    names = []
+
+    def register(metadata, json_file, image_root):
+        name = f"_test_coco_instances_{uuid.uuid4().hex[:8]}"
+        register_coco_instances(name, metadata, json_file, image_root)
+        names.append(name)
+        return name
+
+    yield register
+    for name in names:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def test_register_coco_instances_reads_nothing_until_used(registered, tmp_path):
+    name = registered({}, str(tmp_path / "later.json"), str(tmp_path / "imgs"))
+    meta = MetadataCatalog.get(name)
+    assert meta.json_file == str(tmp_path / "later.json")
+    assert meta.evaluators == ["COCOEvaluator"]
+    assert "thing_classes" in meta  # declared, computed on first read
+    json_file, image_root = write_instances(
+        tmp_path, [_ann(1, 9, [[1, 1, 3, 1, 3, 3, 1, 3]]), _ann(2, 5, [[0, 0, 2, 0, 2, 2]])]
+    )
+    (tmp_path / "instances.json").rename(tmp_path / "later.json")
+    # Categories 5 "a", 9 "b" in id order -> contiguous 1, 2 (0 is void).
+    assert meta.thing_classes == ["a", "b"]
+    assert meta.thing_dataset_id_to_contiguous_id == {5: 1, 9: 2}
+    assert meta.classes == ["void", "a", "b"] and meta.ignore_label == 0
+    assert len(meta.thing_colors) == 2
+    (d,) = DatasetCatalog.get(name)
+    assert d["file_name"] == str(tmp_path / "imgs" / "x.jpg") and d["image_id"] == 3
+    assert [a["category_id"] for a in d["annotations"]] == [2, 1]
+
+
+def test_register_coco_instances_metadata_given_or_checked(registered, tmp_path):
+    json_file, image_root = write_instances(tmp_path, [_ann(1, 9, [[1, 1, 3, 1, 3, 3]])])
+    # Detectron2-style metadata with 0-based contiguous ids: used as given.
+    given = {"thing_classes": ["A", "B"], "thing_dataset_id_to_contiguous_id": {5: 0, 9: 1}}
+    name = registered(given, json_file, image_root)
+    assert DatasetCatalog.get(name)[0]["annotations"][0]["category_id"] == 1
+    # Names or colours that disagree with the JSON's categories are an error naming both.
+    name = registered({"thing_classes": ["a", "c"]}, json_file, image_root)
+    with pytest.raises(ValueError, match=rf"'{name}'.*\['a', 'c'\].*instances\.json.*\['a', 'b'\]"):
+        _ = MetadataCatalog.get(name).thing_ids
+    name = registered({"thing_colors": [[1, 2, 3]]}, json_file, image_root)
+    with pytest.raises(ValueError, match=rf"'{name}'.*1 thing_colors for the 2 categories"):
+        DatasetCatalog.get(name)
+    name = registered({"thing_colors": [[1, 2, 3], [4, 5, 6]]}, json_file, image_root)
+    assert MetadataCatalog.get(name).thing_colors == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_register_coco_instances_errors_name_dataset_and_file(registered, tmp_path):
+    missing = registered({}, str(tmp_path / "nope.json"), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=rf"nope\.json.*'{missing}'"):
+        DatasetCatalog.get(missing)
+    json_file, image_root = write_instances(tmp_path, [_ann(8, 4, [[0, 0, 2, 0, 2, 2]])])
+    unknown = registered({}, json_file, image_root)
+    with pytest.raises(
+        ValueError, match=rf"annotation 8 .*'{unknown}'.*unknown category id 4.*instances\.json"
+    ):
+        DatasetCatalog.get(unknown)
+    data = json.loads((tmp_path / "instances.json").read_text())
+    data["annotations"] = []
+    data["images"].append(dict(data["images"][0], file_name="y.jpg"))
+    (tmp_path / "instances.json").write_text(json.dumps(data))
+    duplicate = registered({}, json_file, image_root)
+    with pytest.raises(
+        ValueError, match=rf"Image id 3 appears twice.*instances\.json.*'{duplicate}'"
+    ):
+        DatasetCatalog.get(duplicate)
+    data["images"] = data["images"][:1]
+    data["annotations"] = [dict(_ann(9, 5, [[0, 0, 2, 0, 2, 2]]), image_id=44)]
+    (tmp_path / "instances.json").write_text(json.dumps(data))
+    orphan = registered({}, json_file, image_root)
+    with pytest.raises(
+        ValueError, match=rf"Annotation 9 of .*instances\.json.*'{orphan}'.*image id 44"
+    ):
+        DatasetCatalog.get(orphan)
+    data["categories"] = []
+    (tmp_path / "instances.json").write_text(json.dumps(data))
+    no_categories = registered({}, json_file, image_root)
+    with pytest.raises(ValueError, match=rf"instances\.json.*'{no_categories}'.*no 'categories'"):
+        _ = MetadataCatalog.get(no_categories).thing_ids
+
+
+def test_box_only_annotations_have_no_segmentation(tmp_path):
+    annotations = [
+        _ann(1, 5, []),
+        {k: v for k, v in _ann(2, 9, None).items() if k != "segmentation"},
+    ]
+    json_file, image_root = write_instances(tmp_path, annotations)
+    (d,) = load_coco_json(json_file, image_root, META)
+    assert [a["id"] for a in d["annotations"]] == [1, 2]
+    assert all("segmentation" not in a for a in d["annotations"])
+    assert d["annotations"][0]["bbox"] == [1.0, 1.0, 2.0, 2.0]

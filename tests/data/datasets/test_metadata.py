@@ -6,6 +6,7 @@ import pytest
 
 from panoptic2.data.datasets.metadata import (
     get_cityscapes_metadata,
+    get_coco_instances_metadata,
     get_coco_panoptic_metadata,
     get_sem_seg_metadata,
     get_voc_metadata,
@@ -28,6 +29,19 @@ def test_coco_label_space_matches_deeplab2():
     assert meta["colors"][1] == [220, 20, 60]
     assert meta["thing_ids"] == list(range(1, 81))
     assert meta["evaluators"] == ["COCOPanopticEvaluator", "SemSegEvaluator"]
+
+
+def test_coco_instances_metadata_is_things_only_in_id_order():
+    cats = [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person", "color": [1, 2, 3]}]
+    meta = get_coco_instances_metadata(cats)
+    assert meta["classes"] == ["void", "person", "toothbrush"] and meta["ignore_label"] == 0
+    assert meta["thing_dataset_id_to_contiguous_id"] == {1: 1, 90: 2}
+    assert meta["thing_colors"][0] == [1, 2, 3] and meta["stuff_classes"] == []
+    assert meta["evaluators"] == ["COCOEvaluator"] and meta["label_divisor"] == 1000
+    # isthing is ignored: an instances JSON holds things only.
+    assert get_coco_instances_metadata([{"id": 3, "name": "x", "isthing": 0}])["thing_ids"] == [1]
+    with pytest.raises(ValueError, match="id 0 is reserved"):
+        get_coco_instances_metadata([{"id": 0, "name": "x"}])
 
 
 def test_coco_things_first_even_when_listed_after_stuff():

@@ -260,3 +260,17 @@ def test_record_backed_dicts_give_the_same_targets_as_files(tmp_path):
             "offset_weights",
         ):
             assert np.array_equal(from_record[key].numpy(), from_files[key].numpy()), key
+
+
+def test_panoptic_fpn_mapper_image_without_things(files):
+    d, _, _, _ = files
+    space = LabelSpace.from_categories(
+        [{"id": 1, "name": "a", "isthing": 1}, {"id": 5, "name": "s", "isthing": 0}]
+    )
+    mapper = PanopticFPNMapper(
+        is_train=True, augmentations=[RandomFlip(prob=1.0)], label_space=space
+    )
+    crowd_only = {k: v for k, v in d.items() if k not in ("pan_seg_file_name", "segments_info")}
+    crowd_only["annotations"] = [{"category_id": 1, "iscrowd": 1, "segmentation": []}]
+    inst = mapper(crowd_only)["instances"]
+    assert len(inst) == 0 and inst.gt_masks.tensor.shape == (0, H, W)

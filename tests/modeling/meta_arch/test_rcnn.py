@@ -167,3 +167,30 @@ def test_coco_r50_mask_rcnn_parameter_count_matches_torchvision():
         - background_mask_channel
     )
     assert ours == expected
+
+
+def _boxes_only(inputs):
+    for d in inputs:
+        d["instances"].remove("gt_masks")
+    return inputs
+
+
+def test_faster_rcnn_trains_on_boxes_and_predicts_no_masks():
+    cfg = tiny_cfg()
+    cfg.defrost()
+    cfg.MODEL.MASK_ON = False
+    model = build_model(cfg)
+    assert model.roi_heads.mask_head is None
+    losses = model(_boxes_only(tiny_inputs()))
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"}
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.no_grad():
+        inst = model(tiny_inputs(train=False))[0]["instances"]
+    assert not inst.has("pred_masks") and inst.pred_boxes.tensor.shape[1] == 4
+
+
+def test_mask_head_without_gt_masks_is_a_clear_error():
+    model = build_model(tiny_cfg())
+    with pytest.raises(ValueError, match=r"img0\.png.*no instance masks.*MODEL\.MASK_ON False"):
+        model(_boxes_only(tiny_inputs()))
