@@ -36,10 +36,20 @@ _HOW_TO_ALLOW_PARTIAL = (
 )
 
 
+def _overrides(args) -> list[str]:
+    """The command line's config overrides; ``--allow-partial-weights`` is one of them."""
+    flags = ["MODEL.ALLOW_PARTIAL_WEIGHTS=True"] if args.allow_partial_weights else []
+    return [*args.opts, *flags]
+
+
 def setup(args):
     """Loads the config (with plugins and overrides) and prepares the run."""
     cfg = load_config(
-        args.config_file or None, args.opts, plugins=args.plugin, allowed_plugins=args.allow_plugin
+        args.config_file or None,
+        _overrides(args),
+        plugins=args.plugin,
+        allowed_plugins=args.allow_plugin,
+        config_format=args.config_format,
     )
     default_setup(cfg, args)
     return cfg
@@ -50,9 +60,14 @@ def main(args):
     if args.eval_only:
         model = DefaultTrainer.build_model(cfg)
         # Evaluation only reads: it neither saves nor clears a training run's temp files.
-        checkpointer = Checkpointer(model, save_dir=cfg.OUTPUT_DIR, save_to_disk=False)
+        checkpointer = Checkpointer(
+            model,
+            save_dir=cfg.OUTPUT_DIR,
+            save_to_disk=False,
+            allow_partial_weights=cfg.MODEL.ALLOW_PARTIAL_WEIGHTS,
+        )
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        if not (args.allow_partial_weights or cfg.MODEL.ALLOW_PARTIAL_WEIGHTS):
+        if not cfg.MODEL.ALLOW_PARTIAL_WEIGHTS:
             # Metrics of a model whose weights did not load describe a random model.
             require_loaded_weights(
                 checkpointer.last_load_report, how_to_allow=_HOW_TO_ALLOW_PARTIAL
@@ -68,7 +83,11 @@ def cli(argv=None):
     # The process group (and its timeout) exists before the workers load the config, so the
     # launcher reads DIST_TIMEOUT_S itself; a bad config also fails here, before any spawn.
     cfg = load_config(
-        args.config_file or None, args.opts, plugins=args.plugin, allowed_plugins=args.allow_plugin
+        args.config_file or None,
+        _overrides(args),
+        plugins=args.plugin,
+        allowed_plugins=args.allow_plugin,
+        config_format=args.config_format,
     )
     return launch(
         main,

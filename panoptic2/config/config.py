@@ -110,10 +110,12 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.SequenceNo
 _SafeDumper.add_representer(list, _represent_list)
 
 
-def _parse_yaml(stream: str | IO[str], origin: str) -> Any:
+def _parse_yaml(
+    stream: str | IO[str], origin: str, loader: type[yaml.SafeLoader] = _SafeLoader
+) -> Any:
     """Parses YAML safely; errors name ``origin`` (a file path or "the command line")."""
     try:
-        return yaml.load(stream, Loader=_SafeLoader)
+        return yaml.load(stream, Loader=loader)
     except yaml.constructor.ConstructorError as e:
         raise ConfigError(
             f"{origin}: {e.problem} {e.problem_mark or ''}. Config YAML is read with "
@@ -183,13 +185,15 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def _load_tree(filename: str, stack: tuple[str, ...] = ()) -> _YamlTree:
+def _load_tree(
+    filename: str, stack: tuple[str, ...] = (), loader: type[yaml.SafeLoader] = _SafeLoader
+) -> _YamlTree:
     """Reads ``filename`` and its ``_BASE_`` chain (depth first, bases merged in order)."""
     if "://" not in filename:
         filename = os.path.normpath(os.path.expanduser(filename))
     try:
         with _open_cfg(filename) as f:
-            raw = _parse_yaml(f, f"file '{filename}'")
+            raw = _parse_yaml(f, f"file '{filename}'", loader)
     except FileNotFoundError as e:
         if stack:
             raise FileNotFoundError(
@@ -213,7 +217,7 @@ def _load_tree(filename: str, stack: tuple[str, ...] = ()) -> _YamlTree:
         if path in stack or path == filename:
             chain = " -> ".join((*stack, filename, path))
             raise ConfigError(f"{BASE_KEY} cycle: {chain}")
-        tree = _load_tree(path, (*stack, filename))
+        tree = _load_tree(path, (*stack, filename), loader)
         merged = _deep_merge(merged, tree.data)
         sources.update(tree.sources)
         plugins.extend(tree.plugins)
@@ -360,7 +364,7 @@ class CfgNode(_FvCfgNode):
         from panoptic2.utils.plugins import loaded_plugins  # late: utils may import config
 
         _reject_unsafe(allow_unsafe)
-        tree = _load_tree(cfg_filename)
+        tree, _ = _read_config_tree(cfg_filename, (), "auto")
         missing = [m for m, _ in tree.plugins if m not in loaded_plugins()]
         hint = (
             f" The file names PLUGINS {missing} that are not imported yet; load it with "
@@ -546,11 +550,22 @@ def _decode_value(raw: Any, default: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
+def _read_config_tree(
+    filename: str, overrides: Sequence[str], config_format: str
+) -> tuple[_YamlTree, Sequence[str]]:
+    """The file's tree and the overrides left to merge, a Detectron2 file translated."""
+    from panoptic2.compat.detectron2_config import load_detectron2_tree  # late: imports data
+
+    translated = load_detectron2_tree(filename, overrides, config_format)
+    return translated if translated is not None else (_load_tree(filename), overrides)
+
+
 def load_config(
     config_file: str | None,
     overrides: Sequence[str] = (),
     plugins: Sequence[str] = (),
     allowed_plugins: Sequence[str] = (),
+    config_format: str = "auto",
 ) -> CfgNode:
     """Builds the config of a run: plugins, defaults, the file, the overrides; frozen.
 
@@ -567,6 +582,9 @@ def load_config(
         plugins: Extra plugin modules (e.g. from ``--plugin``), imported first.
         allowed_plugins: Modules a config file may name in ``PLUGINS`` wherever they live
             (``--allow-plugin``).
+        config_format: "panoptic2", "detectron2" (the file and the overrides are Detectron2's,
+            translated by :mod:`panoptic2.compat.detectron2_config`) or "auto" (Detectron2's
+            when its ``_BASE_`` chain sets ``VERSION: 2``).
 
     Returns:
         The frozen config.
@@ -577,7 +595,9 @@ def load_config(
 
     plugin_names = list(_coerce([""], list(plugins), "plugins", "the plugins argument"))
     load_plugins(plugin_names, requested_by="the plugins argument of load_config (--plugin)")
-    tree = _load_tree(config_file) if config_file else None
+    tree = None
+    if config_file:
+        tree, overrides = _read_config_tree(config_file, overrides, config_format)
     for module, file in tree.plugins if tree else ():
         load_plugins(
             [module], requested_by=f"PLUGINS of '{file}'", config_file=file, allowed=allowed_plugins

@@ -13,7 +13,9 @@ Determinism contract of the training loader (the engine's exact-resume and
   (:class:`~panoptic2.data.common.PositionSeededDataset`), so augmentations depend neither
   on ``num_workers`` nor on the number of ranks.
 * ``start_iter`` skips ``start_iter * total_batch_size`` global stream positions, so a
-  resumed run sees exactly the batches the uninterrupted run would have seen.
+  resumed run sees exactly the batches the uninterrupted run would have seen. When the
+  caller gives no ``start_iter``/``seed``, they come from the
+  :func:`~panoptic2.data.loader_position.train_loader_position` the trainer set.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from panoptic2.utils import comm
 
 from .catalog import DatasetCatalog
 from .common import DatasetFromList, MapDataset, PositionSeededDataset, derive_seed
+from .loader_position import current_train_loader_position
 from .samplers import (
     AspectRatioGroupedBatchSampler,
     InferenceSampler,
@@ -230,7 +233,7 @@ def _to_map_dataset(dataset: list[dict] | data.Dataset) -> data.Dataset:
 
 
 def _train_loader_from_config(
-    cfg: Any, mapper: Callable | None = None, start_iter: int = 0, *, dataset: Any = None
+    cfg: Any, mapper: Callable | None = None, start_iter: int | None = None, *, dataset: Any = None
 ) -> dict[str, Any]:
     if dataset is None:
         dataset = get_dataset_dicts(
@@ -246,7 +249,9 @@ def _train_loader_from_config(
         "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
         "aspect_ratio_grouping": cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         "num_workers": cfg.DATALOADER.NUM_WORKERS,
-        "seed": cfg.SEED if cfg.SEED >= 0 else None,
+        # A trainer-set position holds the run's data seed (checkpointed; may differ from
+        # SEED, e.g. when SEED is negative): it takes precedence over the config's.
+        "seed": None if current_train_loader_position() or cfg.SEED < 0 else cfg.SEED,
         "start_iter": start_iter,
     }
 
@@ -262,7 +267,7 @@ def build_train_loader(
     aspect_ratio_grouping: bool = False,
     num_workers: int = 0,
     seed: int | None = None,
-    start_iter: int = 0,
+    start_iter: int | None = None,
     collate_fn: Callable[[list], Any] | None = None,
     prefetch_factor: int = 2,
     persistent_workers: bool = True,
@@ -271,7 +276,7 @@ def build_train_loader(
 ) -> data.DataLoader:
     """Build the infinite training loader of this rank.
 
-    Also callable as ``build_train_loader(cfg, mapper=None, start_iter=0)``: the datasets come
+    Also callable as ``build_train_loader(cfg, mapper=None, start_iter=None)``: the datasets come
     from ``DATASETS.TRAIN``, the batch size from ``SOLVER.IMS_PER_BATCH``, the sampler from
     ``DATALOADER.SAMPLER_TRAIN`` / ``REPEAT_THRESHOLD``, the mapper from
     ``build_dataset_mapper(cfg, True)``, the seed from ``SEED`` (negative = random).
@@ -290,9 +295,12 @@ def build_train_loader(
             determinism caveats); needs ``width``/``height`` in the dicts.
         num_workers: DataLoader worker processes (0 = load in the main process).
         seed: Seed of the sample stream and of per-sample augmentation; identical on all
-            ranks. ``None`` uses the sampler's ``seed`` or draws a shared random one.
+            ranks. ``None``: the seed of the active
+            :func:`~panoptic2.data.loader_position.train_loader_position`, else the
+            sampler's ``seed``, else a shared random one.
         start_iter: Iteration to resume from; skips ``start_iter * total_batch_size`` stream
-            positions.
+            positions. ``None``: the active ``train_loader_position``'s, else 0 (a sampler
+            object ignores the position: it owns its start).
         collate_fn: Turns a list of samples into a batch; default keeps the list.
         prefetch_factor: Batches loaded ahead per worker (``num_workers > 0`` only).
         persistent_workers: Keep workers alive between iterations of the loader.
@@ -306,7 +314,7 @@ def build_train_loader(
     """
     if total_batch_size <= 0:
         raise ValueError(f"total_batch_size must be positive, got {total_batch_size}.")
-    if start_iter < 0:
+    if start_iter is not None and start_iter < 0:
         raise ValueError(f"start_iter must be >= 0, got {start_iter}.")
     raw_dataset = dataset
     dataset = _to_map_dataset(dataset)
@@ -315,6 +323,13 @@ def build_train_loader(
 
     if isinstance(sampler, str):
         factory = TRAIN_SAMPLER_REGISTRY.get(sampler)
+        position = current_train_loader_position()
+        if position is not None:
+            seed = position.seed if seed is None else seed
+            if start_iter is None:
+                start_iter = position.start_iter
+                position.start_applied = True
+        start_iter = start_iter or 0
         seed = int(comm.shared_random_seed()) if seed is None else seed
         sampler = factory(
             raw_dataset,
@@ -323,7 +338,7 @@ def build_train_loader(
             repeat_threshold=repeat_threshold,
         )
     else:
-        if start_iter != 0:
+        if start_iter:
             raise ValueError(
                 "build_train_loader(): start_iter must be 0 when a sampler object is given; "
                 "construct the sampler with start=start_iter * total_batch_size instead."

@@ -25,9 +25,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from panoptic2.checkpoint import Checkpointer
 from panoptic2.checkpoint import PeriodicCheckpointer as PeriodicCheckpointSaver
+from panoptic2.compat.detectron2_config import load_detectron2_tree
 from panoptic2.config import CfgNode
 from panoptic2.data import build_dataset_mapper, build_test_loader, build_train_loader
 from panoptic2.data.label_space import label_space_of_datasets
+from panoptic2.data.loader_position import train_loader_position
 from panoptic2.evaluation import (
     DatasetEvaluator,
     DatasetEvaluators,
@@ -93,6 +95,14 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     )
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to a config file")
     parser.add_argument(
+        "--config-format",
+        choices=("auto", "panoptic2", "detectron2"),
+        default="auto",
+        help="read --config-file and the overrides as a Detectron2 config (translated key by "
+        "key, see docs/migrating_from_detectron2.md) or as panoptic2's; auto: Detectron2's "
+        "when its _BASE_ chain sets VERSION: 2",
+    )
+    parser.add_argument(
         "--resume",
         nargs="?",
         const=True,
@@ -133,8 +143,10 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     parser.add_argument(
         "--allow-partial-weights",
         action="store_true",
-        help="with --eval-only, evaluate even when no weights, or under 90%% of the model's, "
-        "loaded (same as MODEL.ALLOW_PARTIAL_WEIGHTS True)",
+        help="accept weights that leave part of the model at its initialisation: a whole-model "
+        "checkpoint that does not fill every tensor loads with a warning, and --eval-only "
+        "evaluates even when no weights, or under 90%% of the model's, loaded (same as "
+        "MODEL.ALLOW_PARTIAL_WEIGHTS True)",
     )
     parser.add_argument(
         "opts",
@@ -170,6 +182,10 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
         if getattr(args, "config_file", ""):
             with open(args.config_file) as f:
                 run_logger.info("Contents of %s:\n%s", args.config_file, f.read())
+            # A Detectron2 file was translated before this log existed: translate it again
+            # (it logs every key) so that the run's log records the translation.
+            config_format = getattr(args, "config_format", "auto")
+            load_detectron2_tree(args.config_file, getattr(args, "opts", []), config_format)
     run_logger.info("Running with full config:\n%s", cfg.dump())
     if comm.is_main_process() and output_dir:
         path = os.path.join(output_dir, "config.yaml")
@@ -284,8 +300,12 @@ class DefaultTrainer(TrainerBase):
         trainer.resume_or_load(resume=args.resume)
         trainer.train()
 
-    The training loader is built when training starts, at the resumed position, so that a
-    resumed run sees exactly the samples a straight run would have seen.
+    The ``build_*`` class methods have Detectron2's signatures, so Detectron2 subclasses
+    port as they are. The training loader is built when training starts; the resumed
+    iteration and the data seed reach it through
+    :func:`~panoptic2.data.loader_position.train_loader_position`, not through arguments, so
+    a resumed run sees exactly the samples a straight run would have seen also when an
+    override of ``build_train_loader(cls, cfg)`` calls :func:`panoptic2.data.build_train_loader`.
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -308,7 +328,12 @@ class DefaultTrainer(TrainerBase):
         # The inner trainer runs the step; our hooks must see its after_backward event.
         self._trainer.after_backward = self.after_backward  # type: ignore[method-assign]
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = Checkpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            allow_partial_weights=cfg.MODEL.ALLOW_PARTIAL_WEIGHTS,
+            trainer=weakref.proxy(self),
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         # The data order depends on this seed; it is checkpointed so a resumed run
@@ -375,11 +400,24 @@ class DefaultTrainer(TrainerBase):
         Returns:
             The last evaluation results, or None when nothing was evaluated.
         """
-        self._trainer.data_loader = self.build_train_loader(
-            self.cfg, start_iter=self.start_iter, seed=self.data_seed
-        )
+        self._trainer.data_loader = self._train_loader_at(self.start_iter, self.data_seed)
         super().train(self.start_iter, self.max_iter)
         return self.latest_eval_results
+
+    def _train_loader_at(self, start_iter: int, seed: int):
+        """``build_train_loader(cfg)`` with its stream starting at ``start_iter``."""
+        with train_loader_position(start_iter, seed) as position:
+            loader = self.build_train_loader(self.cfg)
+        if start_iter > 0 and not position.start_applied:
+            logger.warning(
+                "%s.build_train_loader did not build its loader with "
+                "panoptic2.data.build_train_loader (or gave it an explicit start_iter or "
+                "sampler), so its data starts from the beginning of the stream at the "
+                "resumed iteration %d: this run does not continue the interrupted one exactly",
+                type(self).__name__,
+                start_iter,
+            )
+        return loader
 
     def run_step(self) -> None:
         self._trainer.iter = self.iter
@@ -396,7 +434,7 @@ class DefaultTrainer(TrainerBase):
             default["PreciseBN"] = hooks.PreciseBN(
                 cfg.TEST.EVAL_PERIOD,
                 self.model,
-                lambda: self.build_train_loader(cfg, seed=self.data_seed + 1),
+                lambda: self._train_loader_at(0, self.data_seed + 1),
                 cfg.TEST.PRECISE_BN.NUM_ITER,
             )
         # Every rank runs the checkpointer hook (it saves on the main process only).
@@ -481,8 +519,9 @@ class DefaultTrainer(TrainerBase):
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
-    def build_train_loader(cls, cfg: CfgNode, start_iter: int = 0, seed: int | None = None):
-        return build_train_loader(cfg, start_iter=start_iter, seed=seed)
+    def build_train_loader(cls, cfg: CfgNode):
+        """The training loader; its start and seed come from the trainer (see class doc)."""
+        return build_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
@@ -498,9 +537,14 @@ class DefaultTrainer(TrainerBase):
         )
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str) -> DatasetEvaluator:
-        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return build_evaluator(cfg, dataset_name, output_dir)
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
+        """The dataset's evaluators; ``output_folder`` defaults to
+        ``OUTPUT_DIR/inference/<dataset_name>``."""
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_evaluator(cfg, dataset_name, output_folder)
 
     def build_writers(self) -> list:
         return default_writers(self.cfg.OUTPUT_DIR, self.max_iter, window_size=self.cfg.LOG_PERIOD)
