@@ -398,8 +398,16 @@ _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 
 _C.SOLVER.AMP = CN()
 _C.SOLVER.AMP.ENABLED = False
-# "float16" (CUDA only, with a grad scaler) or "bfloat16" (CPU and CUDA).
+# "float16" (CUDA only, with a grad scaler) or "bfloat16" (CPU, CUDA and XLA).
 _C.SOLVER.AMP.DTYPE = "bfloat16"
+
+# Training on XLA devices (MODEL.DEVICE xla; see panoptic2/engine/xla.py).
+_C.SOLVER.XLA = CN()
+# One process drives all XLA devices of the host; every batch is sharded over them (data
+# parallel, global BatchNorm). SOLVER.IMS_PER_BATCH is the global batch.
+_C.SOLVER.XLA.SPMD = False
+# Iterations that may compile graphs; a compilation after them is logged as a warning.
+_C.SOLVER.XLA.WARMUP_ITERS = 3
 
 # ---------------------------------------------------------------------------------------
 # Test / evaluation

@@ -46,6 +46,7 @@ from panoptic2.utils.env import get_rng_states, seed_all_rng, set_deterministic,
 from panoptic2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from panoptic2.utils.file_io import atomic_write
 from panoptic2.utils.logger import setup_logger
+from panoptic2.utils.xla import is_xla_device_name
 
 from . import hooks
 from .train_loop import AMPTrainer, HookBase, SimpleTrainer, TrainerBase
@@ -313,14 +314,26 @@ class DefaultTrainer(TrainerBase):
         if not logging.getLogger("panoptic2").isEnabledFor(logging.INFO):
             setup_logger()
         self.cfg = cfg
+        self._xla = None
+        xla_mesh = None
+        if is_xla_device_name(cfg.MODEL.DEVICE):
+            from . import xla  # imports torch_xla: only runs on XLA devices need it
+
+            self._xla = xla
+            # Before the model exists: SPMD must be on before any XLA tensor is created.
+            xla_mesh = xla.prepare_runtime(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         model = create_ddp_model(model)
         clipper = None
         if cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
             clipper = partial(clip_gradients, cfg_clip=cfg.SOLVER.CLIP_GRADIENTS)
-        if cfg.SOLVER.AMP.ENABLED:
-            self._trainer: SimpleTrainer = AMPTrainer(
+        if self._xla is not None:
+            self._trainer: SimpleTrainer = self._xla.build_trainer(
+                cfg, model, optimizer, grad_clipper=clipper, mesh=xla_mesh
+            )
+        elif cfg.SOLVER.AMP.ENABLED:
+            self._trainer = AMPTrainer(
                 model, None, optimizer, grad_clipper=clipper, precision=cfg.SOLVER.AMP.DTYPE
             )
         else:
@@ -354,6 +367,11 @@ class DefaultTrainer(TrainerBase):
     @property
     def data_loader(self):
         return self._trainer.data_loader
+
+    @data_loader.setter
+    def data_loader(self, loader) -> None:
+        """Replaces the batches the steps read (``train()`` sets its own loader)."""
+        self._trainer.data_loader = loader
 
     # -- resume ---------------------------------------------------------------------------
     def resume_or_load(self, resume: bool | str = True) -> None:
@@ -473,6 +491,12 @@ class DefaultTrainer(TrainerBase):
             if hook.name in default:
                 logger.info("Custom hook %s replaces the default one", hook.name)
             default[hook.name] = hook
+        if self._xla is not None:
+            # Part of the XLA step, not an option: it records the losses the step leaves on
+            # the device, and closes the device loader.
+            default["XLAMonitor"] = self._xla.XLAMonitor(
+                self._trainer, cfg.LOG_PERIOD, cfg.SOLVER.XLA.WARMUP_ITERS
+            )
         return [h for h in default.values() if h is not None]
 
     def _evaluate(self) -> Mapping:

@@ -304,27 +304,35 @@ class SimpleTrainer(TrainerBase):
         if isinstance(loss_dict, torch.Tensor):
             loss_dict = {"total_loss": loss_dict}
         metrics = {k: float(v.detach().float().cpu()) for k, v in loss_dict.items()}
+        self._record_metrics(metrics, data_time, self.iter)
+
+    @staticmethod
+    def _record_metrics(metrics: dict[str, float], data_time: float, iteration: int) -> None:
+        """Checks that the losses of ``iteration`` are finite and puts them, averaged over
+        ranks, into the event storage at that iteration (with ``total_loss``, ``data_time``)."""
         # Checked on every rank, before gathering, so a bad rank stops instead of hanging
         # the others in a collective that will never complete.
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:
             raise FloatingPointError(
-                f"Loss became non-finite at iteration {self.iter}: "
+                f"Loss became non-finite at iteration {iteration}: "
                 + ", ".join(f"{k}={metrics[k]}" for k in bad)
                 + f" (all losses: {metrics})"
             )
-        metrics["data_time"] = data_time
+        metrics = {**metrics, "data_time": data_time}
         all_metrics = comm.gather(metrics)
         if comm.is_main_process():
             storage = get_event_storage()
             # data_time across ranks: the slowest rank is the one that stalls training.
-            storage.put_scalar("data_time", max(m.pop("data_time") for m in all_metrics))
+            storage.put_scalar(
+                "data_time", max(m.pop("data_time") for m in all_metrics), cur_iter=iteration
+            )
             averaged = {
                 k: sum(m[k] for m in all_metrics) / len(all_metrics) for k in all_metrics[0]
             }
-            storage.put_scalar("total_loss", sum(averaged.values()))
+            storage.put_scalar("total_loss", sum(averaged.values()), cur_iter=iteration)
             if len(averaged) > 1:
-                storage.put_scalars(**averaged)
+                storage.put_scalars(cur_iter=iteration, **averaged)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -33,6 +33,13 @@ def _synchronize_device(model: nn.Module) -> None:
     param = next(iter(model.parameters()), None)
     if param is not None and param.device.type == "cuda":
         torch.cuda.synchronize(param.device)
+    elif param is not None and param.device.type == "xla":
+        # Runs the traced forward once and keeps its outputs on the device; otherwise every
+        # evaluator read of an output would re-run the network. torch_xla is imported
+        # already: the model lives on its device.
+        import torch_xla
+
+        torch_xla.sync(wait=True)
 
 
 def _postprocess_time(model: nn.Module) -> float | None:

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from .batch_norm import get_norm
 from .conv import Conv2d, c2_msra_fill
+from .resize import resize_bilinear
 from .separable_conv import DepthwiseSeparableConv2d
 
 __all__ = ["ASPP"]
@@ -125,7 +126,7 @@ class ASPP(nn.Module):
             pooled = pool(x)
         else:
             pooled = pool[1](F.avg_pool2d(x, kernel, stride=1))
-        return F.interpolate(pooled, size=size, mode="bilinear", align_corners=False)
+        return resize_bilinear(pooled, size=size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args:

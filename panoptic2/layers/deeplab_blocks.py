@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from .aspp import ASPP
 from .batch_norm import get_norm
 from .conv import Conv2d, c2_msra_fill, conv3x3_norm_relu
+from .resize import resize_bilinear
 from .separable_conv import DepthwiseSeparableConv2d
 from .shape_spec import ShapeSpec
 
@@ -162,6 +163,6 @@ class DeepLabV3PlusDecoder(nn.Module):
         for name in reversed(self.in_features[:-1]):
             stage = self.decoder[name]
             proj = stage["project_conv"](features[name])
-            y = F.interpolate(y, size=proj.shape[-2:], mode="bilinear", align_corners=False)
+            y = resize_bilinear(y, size=proj.shape[-2:])
             y = stage["fuse_conv"](torch.cat([proj, y], dim=1))
         return y

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from panoptic2.utils.xla import is_static_shape_device
+
 __all__ = ["DeepLabCE", "center_mse_loss", "deeplab_ce_loss", "offset_l1_loss"]
 
 
@@ -17,6 +19,7 @@ def deeplab_ce_loss(
     top_k_percent_pixels: float = 1.0,
     pixel_weights: torch.Tensor | None = None,
     class_weights: torch.Tensor | None = None,
+    static_shapes: bool | None = None,
 ) -> torch.Tensor:
     """Cross-entropy with hard pixel mining (DeepLab's "top-k" loss), over a whole batch.
 
@@ -37,6 +40,9 @@ def deeplab_ce_loss(
             small-instance weights).
         class_weights: optional (C,) float per-class weights, as ``F.cross_entropy``'s
             ``weight`` (a pixel's CE is multiplied by its class weight).
+        static_shapes: compute without data-dependent shapes (see
+            :func:`_masked_top_k_mean`); None decides by device (XLA: yes) and under
+            ``torch.compile`` (yes: a data-dependent shape would break the graph).
 
     Returns:
         Scalar float tensor.
@@ -59,6 +65,10 @@ def deeplab_ce_loss(
     if pixel_weights is not None:
         pixel_losses = pixel_losses * pixel_weights
     valid = (labels != ignore_label).flatten()
+    if static_shapes is None:
+        static_shapes = is_static_shape_device(logits.device) or torch.compiler.is_compiling()
+    if static_shapes:
+        return _masked_top_k_mean(pixel_losses.flatten(), valid, top_k_percent_pixels)
     pixel_losses = pixel_losses.flatten()[valid]
     num_valid = pixel_losses.numel()
     if num_valid == 0:
@@ -67,6 +77,39 @@ def deeplab_ce_loss(
         k = max(1, round(top_k_percent_pixels * num_valid))
         pixel_losses = torch.topk(pixel_losses, k, sorted=False).values
     return pixel_losses.mean()
+
+
+def _masked_top_k_mean(
+    pixel_losses: torch.Tensor, valid: torch.Tensor, top_k_percent_pixels: float
+) -> torch.Tensor:
+    """:func:`deeplab_ce_loss`'s reduction with shapes that do not depend on the labels.
+
+    Ignored pixels are masked instead of dropped, and the ``k`` hardest valid pixels are the
+    first ``k`` of a fixed-size ``topk`` (ignored pixels sort last as ``-inf``), ``k`` being
+    a tensor. Equal to the eager reduction up to float rounding; ``k`` is rounded in float32
+    (the eager rule rounds in float64), which can only differ when ``top_k_percent_pixels *
+    num_valid`` is within float32 precision of a half-integer.
+
+    Args:
+        pixel_losses: (P,) float per-pixel losses (ignored pixels: any finite value).
+        valid: (P,) bool, False for ignored pixels.
+        top_k_percent_pixels: fraction in (0, 1] of the valid pixels averaged.
+
+    Returns:
+        Scalar float tensor; 0 (connected to the graph) without valid pixels.
+    """
+    num_valid = valid.sum()
+    if top_k_percent_pixels == 1.0:
+        total = torch.where(valid, pixel_losses, torch.zeros_like(pixel_losses)).sum()
+        return total / num_valid.clamp(min=1).to(total.dtype)
+    k_max = max(1, round(top_k_percent_pixels * pixel_losses.numel()))
+    masked = torch.where(valid, pixel_losses, torch.full_like(pixel_losses, float("-inf")))
+    hardest = torch.topk(masked, k_max, sorted=True).values
+    k = torch.round(num_valid.to(torch.float32) * top_k_percent_pixels).clamp(min=1.0)
+    rank = torch.arange(k_max, device=pixel_losses.device, dtype=torch.float32)
+    total = torch.where(rank < k, hardest, torch.zeros_like(hardest)).sum()
+    mean = total / k.to(total.dtype)
+    return torch.where(num_valid > 0, mean, pixel_losses.sum() * 0.0)
 
 
 class DeepLabCE(nn.Module):
@@ -126,10 +169,10 @@ def _weighted_normalised(loss: torch.Tensor, weights: torch.Tensor, name: str) -
     weighted = loss * weights[:, None]
     total = weights.sum()
     # Detectron2 divides by the weight sum only when it is positive: a batch without any
-    # instance then contributes a zero loss instead of NaN.
-    if total > 0:
-        return weighted.sum() / total
-    return weighted.sum() * 0.0
+    # instance then contributes a zero loss (its weighted sum) instead of NaN. A select
+    # instead of a Python `if` keeps the step free of a device sync (and static on XLA).
+    divisor = torch.where(total > 0, total, torch.ones_like(total))
+    return weighted.sum() / divisor
 
 
 def center_mse_loss(

@@ -199,7 +199,7 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
 
 def clip_gradients(
     parameters: Iterable[torch.Tensor] | torch.Tensor, cfg_clip: Any
-) -> float | None:
+) -> torch.Tensor | None:
     """Clips gradients in place as ``SOLVER.CLIP_GRADIENTS`` says; call after backward.
 
     The trainer calls it between ``backward()`` and ``optimizer.step()``; with a float16
@@ -213,7 +213,9 @@ def clip_gradients(
             or ``"norm"``), ``CLIP_VALUE``, ``NORM_TYPE``.
 
     Returns:
-        The total gradient norm before clipping (``"norm"``), else ``None``.
+        The total gradient norm before clipping (``"norm"``) as a 0-dim tensor on the
+        gradients' device, left there so that clipping forces no device sync (CUDA) and does
+        not split an XLA step; else ``None``.
 
     Raises:
         ValueError: an unknown ``CLIP_TYPE`` or a non-positive ``CLIP_VALUE``.
@@ -233,9 +235,8 @@ def clip_gradients(
     if clip_type == "norm":
         norm_type = float(cfg_clip.NORM_TYPE)
         if not params:
-            return 0.0
-        total = torch.nn.utils.clip_grad_norm_(params, max_norm=clip_value, norm_type=norm_type)
-        return float(total)
+            return torch.zeros(())
+        return torch.nn.utils.clip_grad_norm_(params, max_norm=clip_value, norm_type=norm_type)
     raise ValueError(
         f"Unknown SOLVER.CLIP_GRADIENTS.CLIP_TYPE {clip_type!r}; valid: ['norm', 'value']"
     )

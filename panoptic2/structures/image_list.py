@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["ImageList"]
+__all__ = ["ImageList", "batch_layout"]
+
+# What every batch built by ImageList.from_tensors passes through (see batch_layout).
+_BATCH_LAYOUT: contextvars.ContextVar[Callable[[torch.Tensor], torch.Tensor] | None] = (
+    contextvars.ContextVar("panoptic2_batch_layout", default=None)
+)
+
+
+@contextlib.contextmanager
+def batch_layout(layout: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Within the block, :meth:`ImageList.from_tensors` returns ``layout(batch)``.
+
+    A runner uses it to place the batches a model builds from its per-image inputs
+    (images and targets alike) without the model knowing: the XLA SPMD runner shards their
+    first (batch) dimension over the devices of its mesh.
+
+    Args:
+        layout: ``f((N, ...) tensor) -> (N, ...) tensor`` with the same values.
+    """
+    token = _BATCH_LAYOUT.set(layout)
+    try:
+        yield
+    finally:
+        _BATCH_LAYOUT.reset(token)
 
 
 class ImageList:
@@ -83,7 +108,8 @@ class ImageList:
 
         Returns:
             An ImageList with ``tensor`` ``(N, ..., H, W)`` of the inputs' dtype, on the first
-            input's device, and ``image_sizes`` the ``(H_i, W_i)``.
+            input's device (laid out by the active :func:`batch_layout`, if any), and
+            ``image_sizes`` the ``(H_i, W_i)``.
 
         Raises:
             ValueError: no tensors, a tensor with fewer than 2 dims, or tensors whose leading
@@ -117,4 +143,7 @@ class ImageList:
         batch = tensors[0].new_full((len(tensors), *leading, height, width), pad_value)
         for out, t in zip(batch, tensors):
             out[..., : t.shape[-2], : t.shape[-1]].copy_(t)
+        layout = _BATCH_LAYOUT.get()
+        if layout is not None:
+            batch = layout(batch)
         return ImageList(batch, image_sizes)

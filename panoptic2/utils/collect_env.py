@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import shutil
@@ -188,6 +189,33 @@ def _torch_rows() -> list[tuple[str, str]]:
     return rows
 
 
+def _xla_rows() -> list[tuple[str, str]]:
+    """torch_xla's version, read from its package metadata without importing it (the import
+    starts an XLA runtime); its devices too when this process has imported it already."""
+    if importlib.util.find_spec("torch_xla") is None:
+        return []
+
+    def version() -> str:
+        for dist in ("torch_xla", "torch-xla"):
+            try:
+                return importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return "unknown"
+
+    rows = [("torch_xla", _safe(version))]
+    if "torch_xla" in sys.modules:
+
+        def devices() -> str:
+            import torch_xla.runtime as xr
+
+            spmd = ", SPMD" if xr.is_spmd() else ""
+            return f"{xr.device_type()} x{xr.global_runtime_device_count()}{spmd}"
+
+        rows.append(("XLA devices", _safe(devices)))
+    return rows
+
+
 def _cuda_home() -> str | None:
     from torch.utils import cpp_extension
 
@@ -207,9 +235,7 @@ def collect_env_info() -> str:
     ]
     rows += _panoptic2_rows()
     rows += _torch_rows()
-    xla = library_version("torch_xla", ("torch_xla", "torch-xla"))
-    if xla != NOT_INSTALLED:
-        rows.append(("torch_xla", xla))
+    rows += _xla_rows()
     rows += [(label, library_version(mod, dists)) for label, mod, dists in LIBRARIES]
     return tabulate(rows, tablefmt="simple")
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from panoptic2.engine import AMPTrainer, HookBase, Priority, SimpleTrainer
+from panoptic2.utils.events import EventStorage
 
 
 class _Linear(nn.Module):
@@ -138,6 +139,19 @@ def test_non_finite_loss_names_the_term_and_iteration():
     trainer = SimpleTrainer(model, _loader(), torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(FloatingPointError, match=r"at iteration 3: loss_mse=nan"):
         trainer.train(0, 10)
+
+
+def test_metrics_recorded_later_land_at_their_own_iteration():
+    """What the XLA runner relies on: losses fetched every LOG_PERIOD steps are recorded at
+    the iterations that produced them, with the same checks and names as every step."""
+    with EventStorage(start_iter=9) as storage:
+        SimpleTrainer._record_metrics({"loss_a": 1.0, "loss_b": 0.5}, 0.25, 6)
+        SimpleTrainer._record_metrics({"loss_a": 3.0, "loss_b": 1.0}, 0.5, 7)
+        assert storage.history("loss_a").values() == [(1.0, 6), (3.0, 7)]
+        assert storage.history("total_loss").values() == [(1.5, 6), (4.0, 7)]
+        assert storage.history("data_time").values() == [(0.25, 6), (0.5, 7)]
+        with pytest.raises(FloatingPointError, match=r"at iteration 8: loss_b=inf"):
+            SimpleTrainer._record_metrics({"loss_a": 1.0, "loss_b": float("inf")}, 0.0, 8)
 
 
 def test_duplicate_hook_names_are_rejected():

@@ -24,8 +24,9 @@ def _reference_ce(logits, labels, ignore, top_k, weights=None):
     return sum(values[:k]) / k
 
 
+@pytest.mark.parametrize("static_shapes", [False, True])
 @pytest.mark.parametrize("top_k", [1.0, 0.2, 0.5])
-def test_deeplab_ce_matches_reference(top_k):
+def test_deeplab_ce_matches_reference(top_k, static_shapes):
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 5, 6)
     labels = torch.randint(0, 4, (2, 5, 6))
@@ -33,9 +34,53 @@ def test_deeplab_ce_matches_reference(top_k):
     weights = torch.rand(2, 5, 6) * 3
     for w in (None, weights):
         got = deeplab_ce_loss(
-            logits, labels, ignore_label=255, top_k_percent_pixels=top_k, pixel_weights=w
+            logits,
+            labels,
+            ignore_label=255,
+            top_k_percent_pixels=top_k,
+            pixel_weights=w,
+            static_shapes=static_shapes,
         )
         assert math.isclose(float(got), _reference_ce(logits, labels, 255, top_k, w), rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("top_k", [1.0, 0.37, 0.2, 1e-4])
+def test_static_shape_ce_equals_the_eager_one_with_gradients(top_k):
+    """The XLA form (masked mean, fixed-size top-k) against the eager form (indexing)."""
+    torch.manual_seed(3)
+    labels = torch.randint(0, 5, (2, 16, 20))
+    labels[0, :5] = 255
+    weights = torch.rand(2, 16, 20)
+    for w in (None, weights):
+        values, grads = [], []
+        for static in (False, True):
+            logits = torch.randn(2, 5, 16, 20, generator=torch.Generator().manual_seed(4))
+            logits.requires_grad_(True)
+            loss = deeplab_ce_loss(
+                logits,
+                labels,
+                ignore_label=255,
+                top_k_percent_pixels=top_k,
+                pixel_weights=w,
+                static_shapes=static,
+            )
+            loss.backward()
+            values.append(loss.item())
+            grads.append(logits.grad)
+        assert math.isclose(values[0], values[1], rel_tol=1e-6), values
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("top_k", [1.0, 0.2])
+def test_static_shape_ce_with_all_pixels_ignored_is_zero_with_finite_gradient(top_k):
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    labels = torch.full((1, 4, 4), 255)
+    loss = deeplab_ce_loss(
+        logits, labels, ignore_label=255, top_k_percent_pixels=top_k, static_shapes=True
+    )
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
 
 
 def test_ignored_pixels_do_not_count_toward_k_or_mean():
@@ -95,5 +140,6 @@ def test_zero_weights_give_zero_not_nan():
     loss = offset_l1_loss(pred, torch.rand(1, 2, 3, 3), torch.zeros(1, 3, 3))
     assert loss.item() == 0.0
     loss.backward()
+    assert torch.equal(pred.grad, torch.zeros_like(pred))
     with pytest.raises(ValueError, match="weights"):
         center_mse_loss(torch.rand(1, 1, 3, 3), torch.rand(1, 1, 3, 3), torch.ones(1, 1, 3, 3))

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from panoptic2.structures import ImageList
+from panoptic2.structures.image_list import batch_layout
 
 
 def test_from_tensors_matches_hand_built_padding():
@@ -113,3 +114,30 @@ def test_to_returns_new_image_list_and_device():
 def test_accepts_a_generator_of_tensors():
     images = ImageList.from_tensors(torch.ones(1, 2, 2) for _ in range(3))
     assert images.tensor.shape == (3, 1, 2, 2)
+
+
+def test_batch_layout_applies_inside_its_block_only():
+    seen = []
+
+    def layout(batch):
+        seen.append(tuple(batch.shape))
+        return batch * 2
+
+    tensors = [torch.ones(3, 4, 5), torch.ones(3, 2, 6)]
+    with batch_layout(layout):
+        inside = ImageList.from_tensors(tensors, pad_value=1.0)
+        targets = ImageList.from_tensors([torch.ones(4, 5)], size_divisibility=4)
+    outside = ImageList.from_tensors(tensors, pad_value=1.0)
+    assert seen == [(2, 3, 4, 6), (1, 4, 8)]
+    assert torch.equal(inside.tensor, outside.tensor * 2)
+    assert inside.image_sizes == outside.image_sizes == [(4, 5), (2, 6)]
+    assert targets.tensor.shape == (1, 4, 8)
+
+
+def test_batch_layout_is_restored_after_an_error():
+    def failing(batch):
+        raise RuntimeError("layout failed")
+
+    with pytest.raises(RuntimeError, match="layout failed"), batch_layout(failing):
+        ImageList.from_tensors([torch.zeros(1, 2, 2)])
+    assert ImageList.from_tensors([torch.zeros(1, 2, 2)]).tensor.shape == (1, 1, 2, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import re
 import subprocess
@@ -117,3 +118,25 @@ def test_main_module_prints_the_report() -> None:
     rows = _rows(proc.stdout)
     assert rows["fvcore"] == _installed_version("fvcore")
     assert rows["PyTorch"].startswith(torch.__version__)
+
+
+def test_report_names_torch_xla_without_importing_it() -> None:
+    """Importing torch_xla starts an XLA runtime: the report of a CPU or CUDA run must not."""
+    code = (
+        "import sys\n"
+        "from panoptic2.utils.collect_env import collect_env_info\n"
+        "print(collect_env_info())\n"
+        "print('imported torch_xla:', 'torch_xla' in sys.modules)\n"
+    )
+    root = os.path.dirname(os.path.dirname(panoptic2.__file__))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "imported torch_xla: False" in proc.stdout
+    rows = _rows(proc.stdout.rsplit("imported torch_xla", 1)[0])
+    if importlib.util.find_spec("torch_xla") is None:
+        assert "torch_xla" not in rows
+    else:
+        assert rows["torch_xla"] == importlib.metadata.version("torch_xla")
+        assert "XLA devices" not in rows

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from panoptic2.registry import META_ARCH_REGISTRY
+from panoptic2.utils.xla import xla_device
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +20,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "xla":
-        import torch_xla.core.xla_model as xm  # optional dependency, imported on demand
-
-        return xm.xla_device()
+        return xla_device()
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(

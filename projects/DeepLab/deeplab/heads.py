@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from panoptic2.config import configurable
-from panoptic2.layers import Conv2d, DeepLabV3PlusDecoder, ShapeSpec
+from panoptic2.layers import Conv2d, DeepLabV3PlusDecoder, ShapeSpec, resize_bilinear
 from panoptic2.modeling import SEM_SEG_HEADS_REGISTRY, DeepLabCE
 
 __all__ = ["DeepLabV3Head", "DeepLabV3PlusHead", "build_sem_seg_loss"]
@@ -156,7 +155,7 @@ class _DeepLabHead(nn.Module):
         y = self.layers(features)
         if self.training:
             return None, self.losses(y, targets)
-        y = F.interpolate(y, scale_factor=self.common_stride, mode="bilinear", align_corners=False)
+        y = resize_bilinear(y, scale_factor=self.common_stride)
         return y, {}
 
     def losses(self, logits: torch.Tensor, targets: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -174,9 +173,7 @@ class _DeepLabHead(nn.Module):
         """
         if targets is None:
             raise ValueError(f"{type(self).__name__} needs targets in training mode")
-        logits = F.interpolate(
-            logits, size=targets.shape[-2:], mode="bilinear", align_corners=False
-        )
+        logits = resize_bilinear(logits, size=targets.shape[-2:])
         return {"loss_sem_seg": self.loss(logits, targets) * self.loss_weight}
 
 
