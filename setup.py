@@ -1,11 +1,11 @@
-"""Builds the compiled extension ``panoptic2._C``.
+"""Builds the compiled extensions ``panoptic2._C`` and ``panoptic2._segment_maps``.
 
 Package metadata (name, version, dependencies) lives in ``pyproject.toml``; this file only
 describes the C++/CUDA extension, because that needs the installed torch to configure.
 
 Usage:
     bash dev/install.sh                      # the supported install (editable, with dev extras)
-    python setup.py build_ext --inplace      # rebuild ``_C`` next to the sources
+    python setup.py build_ext --inplace      # rebuild both next to the sources
 
 Environment variables:
     FORCE_CUDA=1            build the CUDA kernels even if torch or the toolkit look unusable.
@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 try:
     import torch
@@ -162,7 +162,7 @@ def _sources(pattern: str) -> list[str]:
 
 
 def get_extensions() -> list:
-    """Returns the ``panoptic2._C`` extension, configured for the installed torch."""
+    """Returns ``panoptic2._C``, configured for the installed torch, and ``_segment_maps``."""
     with_cuda = _configure_env()
     # Imported only now: cpp_extension reads CUDA_HOME when it is first imported.
     from torch.utils import cpp_extension
@@ -192,8 +192,21 @@ def get_extensions() -> list:
             include_dirs=[os.path.join(ROOT, CSRC)],
             define_macros=define_macros,
             extra_compile_args=extra_compile_args,
-        )
+        ),
+        segment_maps_extension(),
     ]
+
+
+def segment_maps_extension() -> Extension:
+    """Returns ``panoptic2._segment_maps``: the PNG-decoding and PQ pixel-pair kernels as a
+    plain CPython module that links neither torch nor NumPy, so the PQ tool and the PNG
+    reader run without importing torch (see ``panoptic2/ops/segments.py``)."""
+    return Extension(
+        "panoptic2._segment_maps",
+        _sources(os.path.join("segment_maps", "*.cpp")),
+        extra_compile_args=["-O3", "-std=c++17"] if os.name != "nt" else ["/O2"],
+        language="c++",
+    )
 
 
 EXT_MODULES = get_extensions()  # first: it configures the env before cpp_extension is imported

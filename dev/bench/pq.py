@@ -12,7 +12,7 @@ and interleaved (so every path sees the same machine load):
    * ``evaluator``: ``COCOPanopticEvaluator.process`` on the model output (an ``(H, W)``
      int64 tensor, -1 void, ``segments_info=None`` as Panoptic-DeepLab returns it): decode
      of the ground-truth PNG + statistics; no prediction PNG is written or decoded. With
-     ``panoptic2._C``, the PNG is inflated by libdeflate and unfiltered in C++, and the
+     ``panoptic2._segment_maps``, the PNG is inflated by libdeflate and unfiltered in C++, and the
      pixel pairs are counted in C++ (the script says which paths ran);
    * ``tool``: ``tools/evaluate_panoptic.py``'s per-image path: decode both PNGs + statistics.
 
@@ -47,7 +47,7 @@ from panoptic2.data.label_space import LabelSpace
 from panoptic2.data.panoptic_label import read_panoptic_png
 from panoptic2.evaluation.coco_panoptic_evaluation import COCOPanopticEvaluator
 from panoptic2.evaluation.panoptic_quality import PQStat, pq_stat_single_image
-from panoptic2.ops import extension
+from panoptic2.ops import segments
 
 H, W = 480, 640
 THINGS, STUFF = list(range(1, 21)), list(range(21, 31))
@@ -349,7 +349,9 @@ def main() -> None:
 
     n = args.num_images
     pq, sq, rq = expected["All"]
-    kernels = "C++ (panoptic2._C)" if extension.has_ops() else "OpenCV / NumPy fallbacks"
+    kernels = (
+        "C++ (panoptic2._segment_maps)" if segments.has_kernels() else "OpenCV / NumPy fallbacks"
+    )
     print(f"PNG decoding and pair counting: {kernels}")
     print(f"PQ {100 * pq:.4f}  SQ {100 * sq:.4f}  RQ {100 * rq:.4f} (All; Things and Stuff too)")
     print(

@@ -41,18 +41,10 @@ TORCH_LIBRARY(panoptic2, m) {
   m.def("group_pixels(Tensor centers, Tensor offsets, Tensor thing_mask) -> Tensor");
   // sem_seg (H, W) int64 in [0, C); ins_seg (H, W) int64 in [0, num_instances];
   // thing_mask (H, W) bool; is_thing_class (C,) bool. Returns the (H, W) int64 panoptic map.
+  // num_instances is a SymInt: under torch.compile / torch.export it is the data-dependent
+  // number of centers (an unbacked size); the kernels receive it as a plain int64_t.
   m.def(
       "merge_semantic_and_instance(Tensor sem_seg, Tensor ins_seg, Tensor thing_mask, "
-      "Tensor is_thing_class, int num_instances, int label_divisor, int stuff_area, "
+      "Tensor is_thing_class, SymInt num_instances, int label_divisor, int stuff_area, "
       "int void_label) -> Tensor");
-
-  // Segment-map ops of data reading and evaluation (kernels: cpu/panoptic_png.cpp and
-  // cpu/segment_pairs.cpp; CPU only: they run where PNGs are read and statistics summed).
-  // raw (H * (1 + W * channels),) uint8: the inflated IDAT stream of an 8-bit,
-  // non-interlaced RGB (channels 3) or RGBA (4) PNG. Returns (H, W) int32 R + 256 G + 256^2 B.
-  m.def("png_unfilter_to_ids(Tensor raw, int height, int width, int channels) -> Tensor");
-  // gt_ids, pred_ids: same shape, int32 or int64. Returns (gt_values, pred_values, counts),
-  // (N,) int64 each: every distinct (gt, pred) pixel pair once, in raster order of its first
-  // pixel, with its number of pixels.
-  m.def("count_segment_pairs(Tensor gt_ids, Tensor pred_ids) -> (Tensor, Tensor, Tensor)");
 }

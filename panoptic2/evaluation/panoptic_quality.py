@@ -16,31 +16,36 @@ Instead of panopticapi's ``np.unique`` over 64-bit pixel pairs and dict loops, t
 of each distinct (ground truth, prediction) id pair are counted by
 :func:`panoptic2.ops.segments.count_segment_pairs`: in one C++ pass over the two maps
 (segment maps are piecewise constant, so the pass compares neighbours and hashes only the
-~10^4 runs of a 640x480 pair), or without ``_C`` by a NumPy run-length encoding of the maps
-together (in cache-sized chunks; noisy maps where runs do not pay off are counted per
-pixel). The pair ids are turned into segment row indices through a reusable lookup table,
-and one weighted ``np.bincount`` over ``gt_row * (P + 1) + pred_row`` gives the whole
-intersection matrix. Matching is then array arithmetic over its non-zero entries.
-Ground-truth PNGs are decoded by :func:`panoptic2.data.panoptic_label.read_panoptic_png`
-(libdeflate and a C++ unfilter). :func:`pq_compute` runs the same statistics over folders of
-COCO panoptic PNGs in a process pool (``tools/evaluate_panoptic.py``).
+~10^4 runs of a 640x480 pair), or without the compiled module by a NumPy run-length
+encoding of the maps together (in cache-sized chunks; noisy maps where runs do not pay off
+are counted per pixel). The pair ids are turned into segment row indices through a reusable
+lookup table, and one weighted ``np.bincount`` over ``gt_row * (P + 1) + pred_row`` gives
+the whole intersection matrix. Matching is then array arithmetic over its non-zero entries.
+PNGs are decoded by :func:`panoptic2.utils.panoptic_png.read_panoptic_png` (libdeflate and a
+C++ unfilter). :func:`pq_compute` runs the same statistics over folders of COCO panoptic
+PNGs, in a process pool when asked (``tools/evaluate_panoptic.py``).
+
+Importing this module imports neither torch nor the data package (nor pycocotools or
+cityscapesscripts): the PQ tool's whole run on a folder of PNGs costs little more than the
+images themselves.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 
-from panoptic2.data.panoptic_label import read_panoptic_png
 from panoptic2.ops.segments import count_segment_pairs
+from panoptic2.utils.panoptic_png import read_panoptic_png
 from panoptic2.utils.segment_ids import SegmentLookup, default_lookup
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "format_pq_tables",
     "pq_compute",
     "pq_stat_single_image",
+    "read_panoptic_json",
 ]
 
 VOID = 0  # segment id of void pixels in COCO panoptic PNGs
@@ -333,6 +339,8 @@ def format_pq_tables(
     Returns:
         The summary table and the per-category table (categories with segments only).
     """
+    from tabulate import tabulate
+
     rows = [
         [name, 100 * results[name]["pq"], 100 * results[name]["sq"], 100 * results[name]["rq"],
          results[name]["n"]]
@@ -354,7 +362,17 @@ def format_pq_tables(
     return f"Panoptic quality:\n{summary}\nPer category (with a true positive):\n{per_class_table}"
 
 
-def _read_json(path: str, what: str) -> dict:
+def read_panoptic_json(path: str, what: str = "panoptic JSON") -> dict:
+    """Reads a COCO panoptic JSON; a missing or malformed file raises an error naming it.
+
+    Args:
+        path: the JSON file.
+        what: names the file in errors, e.g. ``"ground-truth JSON"``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not valid JSON.
+    """
     try:
         with open(path) as f:
             return json.load(f)
@@ -364,29 +382,50 @@ def _read_json(path: str, what: str) -> dict:
         raise ValueError(f"The {what} '{path}' is not valid JSON: {e}") from None
 
 
-def _pq_on_files(
-    pairs: Sequence[tuple[dict, dict]], gt_folder: str, pred_folder: str, categories: list[int]
+def _image_stat(
+    pair: tuple[Mapping[str, Any], Mapping[str, Any]],
+    gt_folder: str,
+    pred_folder: str,
+    categories: Sequence[int],
 ) -> PQStat:
-    """Statistics of ``(gt annotation, pred annotation)`` pairs read from the two folders."""
-    stat = PQStat()
-    for gt_ann, pred_ann in pairs:
-        name = f"{gt_ann['image_id']} ({gt_ann['file_name']})"
-        gt_ids = read_panoptic_png(os.path.join(gt_folder, gt_ann["file_name"]))
-        pred_ids = read_panoptic_png(os.path.join(pred_folder, pred_ann["file_name"]))
-        stat += pq_stat_single_image(
-            gt_ids,
-            gt_ann["segments_info"],
-            pred_ids,
-            pred_ann["segments_info"],
-            categories=categories,
-            image=name,
-        )
-    return stat
+    """Statistics of one ``(gt annotation, pred annotation)`` pair read from the folders."""
+    gt_ann, pred_ann = pair
+    gt_ids = read_panoptic_png(os.path.join(gt_folder, gt_ann["file_name"]))
+    pred_ids = read_panoptic_png(os.path.join(pred_folder, pred_ann["file_name"]))
+    return pq_stat_single_image(
+        gt_ids,
+        gt_ann["segments_info"],
+        pred_ids,
+        pred_ann["segments_info"],
+        categories=categories,
+        image=f"{gt_ann['image_id']} ({gt_ann['file_name']})",
+    )
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """``fork`` where it exists and torch is not loaded (workers start in milliseconds and
+    inherit the imports), else ``spawn`` (forking after torch started its threads can hang).
+    """
+    if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _load_json(source: str | Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    return source if isinstance(source, Mapping) else read_panoptic_json(source, what)
+
+
+def _default_folder(folder: str | None, json_file: str | Mapping[str, Any], what: str) -> str:
+    if folder:
+        return folder
+    if isinstance(json_file, Mapping):
+        raise ValueError(f"The {what} PNG folder must be given with an already loaded JSON")
+    return os.path.splitext(json_file)[0]
 
 
 def pq_compute(
-    gt_json_file: str,
-    pred_json_file: str,
+    gt_json_file: str | Mapping[str, Any],
+    pred_json_file: str | Mapping[str, Any],
     gt_folder: str | None = None,
     pred_folder: str | None = None,
     *,
@@ -394,16 +433,20 @@ def pq_compute(
 ) -> dict[str, Any]:
     """PQ of a folder of predicted COCO panoptic PNGs against the ground truth.
 
-    Same inputs and output as ``panopticapi.evaluation.pq_compute``.
+    Same inputs and output as ``panopticapi.evaluation.pq_compute``. Per-image statistics
+    are summed in the ground truth's image order whatever the number of workers, so every
+    ``workers`` gives bit-identical results (panopticapi's sums depend on its core count).
 
     Args:
-        gt_json_file: ground-truth panoptic JSON (``annotations``, ``categories``).
+        gt_json_file: ground-truth panoptic JSON (``annotations``, ``categories``), or its
+            already loaded content.
         pred_json_file: predicted panoptic JSON (``annotations`` with ``image_id``,
-            ``file_name``, ``segments_info``).
+            ``file_name``, ``segments_info``), or its already loaded content.
         gt_folder: folder of the ground-truth PNGs (default: the JSON's path without
-            ``.json``, as panopticapi).
+            ``.json``, as panopticapi; required with a loaded JSON).
         pred_folder: folder of the predicted PNGs (default likewise).
-        workers: processes (default: the CPU count, at most one per image).
+        workers: processes (default: the CPU count, at most one per image); 1 runs in this
+            process.
 
     Returns:
         ``{"All": {"pq", "sq", "rq", "n"}, "Things": ..., "Stuff": ..., "per_class":
@@ -414,35 +457,40 @@ def pq_compute(
         ValueError: an image of the ground truth has no prediction, or a prediction is
             inconsistent (names the image and segment).
     """
-    gt_json = _read_json(gt_json_file, "ground-truth JSON")
-    pred_json = _read_json(pred_json_file, "prediction JSON")
-    gt_folder = gt_folder or os.path.splitext(gt_json_file)[0]
-    pred_folder = pred_folder or os.path.splitext(pred_json_file)[0]
+    gt_json = _load_json(gt_json_file, "ground-truth JSON")
+    pred_json = _load_json(pred_json_file, "prediction JSON")
+    gt_folder = _default_folder(gt_folder, gt_json_file, "ground-truth")
+    pred_folder = _default_folder(pred_folder, pred_json_file, "prediction")
     for folder, what in ((gt_folder, "ground-truth"), (pred_folder, "prediction")):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"The {what} PNG folder '{folder}' does not exist")
     categories = {int(c["id"]): c for c in gt_json["categories"]}
     predictions = {ann["image_id"]: ann for ann in pred_json.get("annotations", [])}
+    pred_name = "the prediction JSON"
+    if not isinstance(pred_json_file, Mapping):
+        pred_name = f"'{pred_json_file}'"
     pairs = []
     for gt_ann in gt_json["annotations"]:
         if gt_ann["image_id"] not in predictions:
             raise ValueError(
                 f"No prediction for the image with id {gt_ann['image_id']!r} "
-                f"('{gt_ann['file_name']}') in '{pred_json_file}'"
+                f"('{gt_ann['file_name']}') in {pred_name}"
             )
         pairs.append((gt_ann, predictions[gt_ann["image_id"]]))
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(pairs)))
-    ids = list(categories)
+    one_image = functools.partial(
+        _image_stat, gt_folder=gt_folder, pred_folder=pred_folder, categories=list(categories)
+    )
     stat = PQStat()
     if workers == 1:
-        stat += _pq_on_files(pairs, gt_folder, pred_folder, ids)
+        for pair in pairs:
+            stat += one_image(pair)
     else:
-        chunks = [pairs[i::workers] for i in range(workers)]
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            parts = pool.starmap(
-                _pq_on_files, [(chunk, gt_folder, pred_folder, ids) for chunk in chunks]
-            )
-        for part in parts:
-            stat += part
+        # Ordered results in chunks of a few tens of images: little pickling per image, and
+        # the sum runs in image order as with one worker.
+        chunksize = max(1, min(64, len(pairs) // (4 * workers)))
+        with _pool_context().Pool(workers) as pool:
+            for image_stat in pool.imap(one_image, pairs, chunksize=chunksize):
+                stat += image_stat
     return stat.results(categories)

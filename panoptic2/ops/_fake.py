@@ -1,8 +1,8 @@
 """Fake (meta) kernels of every ``panoptic2._C`` op that returns tensors.
 
 They give output shapes and dtypes without computing, so FakeTensor tracing,
-``torch.compile`` and ``torch.library.opcheck`` handle ``torch.ops.panoptic2.group_pixels``,
-``merge_semantic_and_instance``, ``png_unfilter_to_ids`` and ``count_segment_pairs``.
+``torch.compile`` and ``torch.library.opcheck`` handle ``torch.ops.panoptic2.group_pixels`` and
+``merge_semantic_and_instance``.
 Importing this module registers them. :mod:`panoptic2.ops.extension` imports it once, right
 after loading ``_C``, so they exist whenever a kernel can be reached; the C++ schemas name
 this module (``m.set_python_module`` in ``csrc/ops.cpp``), so torch's error says what to
@@ -47,21 +47,3 @@ def _fake_merge_semantic_and_instance(
     torch._check(ins_seg.shape == sem_seg.shape, lambda: "ins_seg must be (H, W) like sem_seg")
     torch._check(thing_mask.shape == sem_seg.shape, lambda: "thing_mask must be (H, W)")
     return torch.empty_like(sem_seg, dtype=torch.int64)
-
-
-@torch.library.register_fake("panoptic2::png_unfilter_to_ids")
-def _fake_png_unfilter_to_ids(
-    raw: torch.Tensor, height: int, width: int, channels: int
-) -> torch.Tensor:
-    torch._check(raw.dim() == 1, lambda: "raw must be 1-D")
-    torch._check(channels in (3, 4), lambda: "channels must be 3 or 4")
-    return raw.new_empty((height, width), dtype=torch.int32)
-
-
-@torch.library.register_fake("panoptic2::count_segment_pairs")
-def _fake_count_segment_pairs(
-    gt_ids: torch.Tensor, pred_ids: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    torch._check(gt_ids.shape == pred_ids.shape, lambda: "gt_ids and pred_ids must match")
-    num_pairs = torch.library.get_ctx().new_dynamic_size()
-    return tuple(gt_ids.new_empty((num_pairs,), dtype=torch.int64) for _ in range(3))

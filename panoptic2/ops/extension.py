@@ -52,8 +52,6 @@ REQUIRED_OPS = (
     "has_cuda_kernels",
     "group_pixels",
     "merge_semantic_and_instance",
-    "png_unfilter_to_ids",
-    "count_segment_pairs",
 )
 REBUILD_HINT = (
     "build it against the installed torch with `python setup.py build_ext --inplace` "

@@ -143,6 +143,11 @@ def _panoptic2_rows() -> list[tuple[str, str]]:
                 ver = "unknown (not installed as a distribution)"
         return f"{ver} @ {os.path.dirname(str(panoptic2.__file__))}"
 
+    def _segment_maps_status() -> str:
+        from panoptic2.ops import segments
+
+        return segments.kernels_status()
+
     def cuda() -> str:
         value = extension.cuda_version()
         return "none" if value is None else extension.format_cuda_version(value)
@@ -150,6 +155,7 @@ def _panoptic2_rows() -> list[tuple[str, str]]:
     return [
         ("panoptic2", _safe(version)),
         ("panoptic2._C", _safe(extension.extension_status)),
+        ("panoptic2._segment_maps", _safe(_segment_maps_status)),
         (
             "panoptic2._C CUDA kernels",
             _safe(lambda: "yes" if extension.has_cuda_kernels() else "no"),

@@ -58,3 +58,34 @@ def test_two_evaluators_for_one_task_is_an_error():
     evaluators = DatasetEvaluators([_Constant(None, "", None), _Constant(None, "", None)])
     with pytest.raises(KeyError, match="same task 'a'"):
         evaluators.evaluate()
+
+
+def test_builtin_evaluators_register_on_first_search_in_a_fresh_process():
+    """The package imports its evaluators lazily; the registry's locations still find them,
+    and every public name of the package resolves."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import panoptic2.evaluation as evaluation\n"
+        "assert 'panoptic2.evaluation.coco_evaluation' not in sys.modules\n"
+        "from panoptic2.registry import EVALUATOR_REGISTRY\n"
+        "names = set(EVALUATOR_REGISTRY.names())\n"
+        "expected = {'COCOEvaluator', 'COCOPanopticEvaluator', 'SemSegEvaluator',\n"
+        "            'CityscapesInstanceEvaluator', 'CityscapesPanopticEvaluator',\n"
+        "            'CityscapesSemSegEvaluator'}\n"
+        "assert expected <= names, names\n"
+        "for name in evaluation.__all__:\n"
+        "    getattr(evaluation, name)\n"
+        "assert evaluation.COCOEvaluator is EVALUATOR_REGISTRY.get('COCOEvaluator')\n"
+    )
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        import panoptic2.evaluation
+
+        panoptic2.evaluation.Nope  # noqa: B018

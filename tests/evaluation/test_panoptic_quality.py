@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -24,7 +26,7 @@ from panoptic2.evaluation.panoptic_quality import (
     pq_compute,
     pq_stat_single_image,
 )
-from panoptic2.ops import extension, segments
+from panoptic2.ops import segments
 
 from .pq_reference import (
     CATEGORIES,
@@ -46,9 +48,9 @@ DEEPLAB2 = os.path.join(SHARED, "deeplab2_pq_testdata")
 def counting(request, monkeypatch):
     """Runs every test with the C++ pair counting and with the NumPy fallback."""
     if request.param == "numpy":
-        monkeypatch.setattr(extension, "has_ops", lambda: False)
-    elif not extension.has_ops():
-        pytest.skip("panoptic2._C is not available")
+        monkeypatch.setattr(segments, "has_kernels", lambda: False)
+    elif not segments.has_kernels():
+        pytest.skip("panoptic2._segment_maps is not built")
     return request.param
 
 
@@ -321,7 +323,7 @@ def test_stat_merging_is_a_sum():
 
 
 def test_pixel_pairs_run_length_encodes_across_rows_and_chunks(monkeypatch):
-    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    monkeypatch.setattr(segments, "has_kernels", lambda: False)
     gt = np.array([[1, 1, 2], [2, 2, 2]], dtype=np.uint32)
     pred = np.array([[5, 5, 5], [5, 6, 6]], dtype=np.int64)
     # Raster order: (1,5) (1,5) | (2,5) (2,5) (2,5)... the run (2,5) crosses the row end.
@@ -335,7 +337,7 @@ def test_pixel_pairs_run_length_encodes_across_rows_and_chunks(monkeypatch):
 
 
 def test_pixel_pairs_falls_back_to_pixels_on_noisy_maps(monkeypatch):
-    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    monkeypatch.setattr(segments, "has_kernels", lambda: False)
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 50, size=(40, 50))
     pred = rng.integers(0, 50, size=(40, 50))
@@ -353,7 +355,7 @@ def test_run_path_chunks_and_pixel_fallback_agree_with_the_reference(monkeypatch
     shuffled = pred_ids.ravel()[rng.permutation(pred_ids.size)].reshape(pred_ids.shape)
     cases.append((gt_ids, gt_segs, shuffled, pred_segs))
     expected = reference_pq(cases)
-    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    monkeypatch.setattr(segments, "has_kernels", lambda: False)
     monkeypatch.setattr(segments, "_RUN_CHUNK", chunk)
     for fraction in (0.0, 0.25, 1.0):  # always per pixel, default, always runs
         monkeypatch.setattr(segments, "_MAX_RUN_FRACTION", fraction)
@@ -433,7 +435,7 @@ def test_pair_counts_equal_a_dict_count(counting, gt_dtype, pred_dtype):
 
 
 def test_kernel_pairs_keep_uint32_ids_above_2_31(counting):
-    # Ids of uint32 maps reach the kernel reinterpreted as int32 and must come back intact.
+    # Ids of uint32 maps above 2^31 must come back intact (not as negative int32).
     gt = np.array([[0, 2**31, 2**32 - 1, 2**32 - 1]], dtype=np.uint32)
     pred = np.array([[1, 1, 2**31 + 5, 3]], dtype=np.uint32)
     gt_values, pred_values, counts = segments.count_segment_pairs(gt, pred)
@@ -442,3 +444,18 @@ def test_kernel_pairs_keep_uint32_ids_above_2_31(counting):
         counts = np.ones(len(gt_values), dtype=np.int64)
     assert list(zip(gt_values.tolist(), pred_values.tolist())) == expected
     assert counts.tolist() == [1, 1, 1, 1]
+
+
+def test_importing_the_module_needs_no_torch():
+    """The PQ tool's module loads neither torch nor the evaluators' heavy dependencies."""
+    code = (
+        "import sys\n"
+        "import panoptic2.evaluation.panoptic_quality\n"
+        "heavy = ['torch', 'pycocotools', 'cityscapesscripts', 'panoptic2.data']\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr

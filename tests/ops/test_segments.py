@@ -1,22 +1,26 @@
-"""Tests of panoptic2/ops/segments.py: the NumPy-facing segment-map ops.
+"""Tests of panoptic2/ops/segments.py: the NumPy-facing segment-map ops and their module.
 
 The pair counting's kernel-vs-fallback cases on PQ inputs stay in
 tests/evaluation/test_panoptic_quality.py and the PNG decoding against encoders in
-tests/data/test_panoptic_label.py; these check the wrappers themselves.
+tests/utils/test_panoptic_png.py; these check the wrappers themselves, and that neither
+they nor the compiled module need torch.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zlib
 
 import numpy as np
 import pytest
-import torch
 
-from panoptic2.ops import count_segment_pairs, extension, png_unfilter_to_ids, segments
+from panoptic2.ops import count_segment_pairs, png_unfilter_to_ids, segments
 
-needs_ops = pytest.mark.skipif(
-    not extension.has_ops(), reason="panoptic2._C is not built (python setup.py build_ext)"
+needs_kernels = pytest.mark.skipif(
+    not segments.has_kernels(),
+    reason="panoptic2._segment_maps is not built (python setup.py build_ext --inplace)",
 )
 
 
@@ -37,13 +41,23 @@ def _maps() -> tuple[np.ndarray, np.ndarray]:
     return gt, pred
 
 
-@needs_ops
+def test_the_module_is_built_in_ci():
+    if os.environ.get("PANOPTIC2_REQUIRE_EXT") == "1":
+        assert segments.has_kernels(), segments.kernels_status()
+    assert segments.kernels_status().startswith("OK" if segments.has_kernels() else "not")
+
+
+@needs_kernels
 def test_count_segment_pairs_kernel_and_fallback_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     gt, pred = _maps()
     kernel = count_segment_pairs(gt, pred)
     assert kernel[2] is not None and kernel[0].max() == 2**32 - 1  # uint32 ids come back intact
     assert len(set(zip(kernel[0].tolist(), kernel[1].tolist()))) == len(kernel[0])
-    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    # Strided and non-native inputs are copied to a kernel type first.
+    small = gt.astype(np.int64) % 1000
+    strided = count_segment_pairs(small.astype(np.int16), pred[:, ::-1][:, ::-1])
+    assert _pairs_dict(*strided) == _pairs_dict(*count_segment_pairs(small, pred))
+    monkeypatch.setattr(segments, "has_kernels", lambda: False)
     fallback = count_segment_pairs(gt, pred)
     assert _pairs_dict(*kernel) == _pairs_dict(*fallback)
     assert sum(_pairs_dict(*kernel).values()) == gt.size
@@ -52,12 +66,14 @@ def test_count_segment_pairs_kernel_and_fallback_agree(monkeypatch: pytest.Monke
 def test_count_segment_pairs_fallback_is_chosen_at_call_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    monkeypatch.setattr(segments, "has_kernels", lambda: False)
 
     def no_kernel(*args):
-        raise AssertionError("the kernel ran although has_ops() is False")
+        raise AssertionError("the kernel ran although has_kernels() is False")
 
-    monkeypatch.setattr(torch.ops.panoptic2, "count_segment_pairs", no_kernel, raising=False)
+    module = segments._load()[0]
+    if module is not None:
+        monkeypatch.setattr(module, "count_segment_pairs", no_kernel)
     gt = np.array([[1, 1, 2], [2, 2, 2]], dtype=np.uint32)
     pred = np.array([[5, 5, 5], [5, 6, 6]], dtype=np.int64)
     monkeypatch.setattr(segments, "_MAX_RUN_FRACTION", 1.0)
@@ -69,7 +85,12 @@ def test_count_segment_pairs_fallback_is_chosen_at_call_time(
     )
 
 
-@needs_ops
+def test_count_segment_pairs_rejects_different_shapes() -> None:
+    with pytest.raises(ValueError, match="differ in shape"):
+        count_segment_pairs(np.zeros((2, 3), np.int64), np.zeros((3, 2), np.int64))
+
+
+@needs_kernels
 def test_png_unfilter_to_ids_returns_uint32_ids_and_value_errors() -> None:
     pixels = np.array([[[1, 0, 0], [0, 1, 0]], [[0, 0, 1], [255, 255, 255]]], dtype=np.uint8)
     rows = np.concatenate([np.zeros((2, 1), dtype=np.uint8), pixels.reshape(2, 6)], axis=1)
@@ -81,14 +102,30 @@ def test_png_unfilter_to_ids_returns_uint32_ids_and_value_errors() -> None:
     bad[7] = 9  # row 1's filter byte
     with pytest.raises(ValueError, match="invalid filter type 9 on row 1"):
         png_unfilter_to_ids(bytes(bad), 2, 2, 3)
+    with pytest.raises(ValueError, match="needs 14"):
+        png_unfilter_to_ids(raw[:-1], 2, 2, 3)
+    with pytest.raises(ValueError, match="channels must be 3"):
+        png_unfilter_to_ids(raw, 2, 2, 2)
     assert zlib.decompress(zlib.compress(raw)) == raw  # the input is what a PNG inflates to
 
 
-def test_png_unfilter_to_ids_needs_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(extension, "require_ops", _raise_unavailable)
+def test_png_unfilter_to_ids_needs_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segments, "_loaded", (None, "ImportError: not built (test)"))
     with pytest.raises(RuntimeError, match="required here but not available"):
         png_unfilter_to_ids(bytes(7), 1, 2, 3)
+    assert not segments.has_kernels()
 
 
-def _raise_unavailable() -> None:
-    raise RuntimeError("panoptic2._C is required here but not available (test)")
+def test_segment_ops_do_not_import_torch() -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "from panoptic2.ops import segments\n"
+        "segments.count_segment_pairs(np.zeros((3, 4), np.int32), np.ones((3, 4), np.int64))\n"
+        "if segments.has_kernels():\n"
+        "    segments.png_unfilter_to_ids(bytes(7), 1, 2, 3)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr

@@ -79,6 +79,32 @@ def test_runs_as_a_script_with_workers(folders, tmp_path):
     )
 
 
+def test_workers_give_identical_results_and_no_torch_is_imported(folders, tmp_path):
+    _, gt, pred, expected = folders
+    outputs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"r{workers}.json"
+        code = (
+            "import runpy, sys\n"
+            f"sys.argv = [{_TOOL!r}, *{_args(gt, pred, '--workers', workers, '--output', str(out))!r}]\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "loaded = [m for m in ('torch', 'pycocotools', 'cityscapesscripts') if m in sys.modules]\n"
+            "assert not loaded, loaded\n"
+        )
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(json.loads(out.read_text()))
+    assert outputs[0] == outputs[1]  # bit-identical, not just close
+    outputs[0]["per_class"] = {int(k): v for k, v in outputs[0]["per_class"].items()}
+    assert_results_close(outputs[0], expected)
+
+
 def _corrupt_copy(folders, tmp_path, edit_json=None, remove_png=None):
     root, gt, pred, _ = folders
     pred_dir = tmp_path / "pred"

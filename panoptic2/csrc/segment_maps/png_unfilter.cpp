@@ -1,11 +1,8 @@
-// CPU kernel of the COCO panoptic PNG decoder: undoes the PNG row filters of an inflated
+// The COCO panoptic PNG decoder's inner loop: undoes the PNG row filters of an inflated
 // 8-bit RGB / RGBA image and turns each pixel into its segment id R + 256 G + 256^2 B in the
 // same pass, so no (H, W, 3) intermediate is made. Chunk parsing, CRCs and inflating stay in
-// Python (panoptic2/data/panoptic_label.py), which uses libdeflate, several times faster than
+// Python (panoptic2/utils/panoptic_png.py), which uses libdeflate, several times faster than
 // the zlib inside libpng.
-
-#include <ATen/ATen.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -14,7 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "kernels.h"
+
 namespace panoptic2 {
+namespace segment_maps {
 namespace {
 
 // The Paeth predictor of the PNG specification (section 9.4): the neighbour (left, up,
@@ -66,6 +66,20 @@ void unfilter_row(uint8_t filter, const uint8_t* filtered, const uint8_t* prior,
       break;
     case 4:  // Paeth
       for (int64_t i = 0; i < length; i += bpp) {
+        // Where the pixel above equals the one above-left (inside a segment of the row
+        // above: most pixels of a segment map), the predictor is the left pixel whatever
+        // its value, so the dependent chain is one add instead of the whole predictor.
+        bool flat = true;
+        for (int64_t c = 0; c < bpp; ++c) {
+          flat &= prior[i + c] == upper_left[c];
+        }
+        if (flat) {
+          for (int64_t c = 0; c < bpp; ++c) {
+            left[c] = static_cast<uint8_t>(filtered[i + c] + left[c]);
+            row[i + c] = left[c];
+          }
+          continue;  // upper_left already equals this pixel's up
+        }
         for (int64_t c = 0; c < bpp; ++c) {
           const uint8_t up = prior[i + c];
           left[c] = static_cast<uint8_t>(filtered[i + c] + paeth(left[c], up, upper_left[c]));
@@ -81,24 +95,25 @@ void unfilter_row(uint8_t filter, const uint8_t* filtered, const uint8_t* prior,
 // machines one 4-byte load per pixel gives R | G << 8 | B << 16 | next << 24, twice as fast
 // as three byte loads; `row` must then have one readable byte after its end.
 template <int64_t bpp>
-void row_to_ids(const uint8_t* row, int64_t width, int32_t* ids) {
+void row_to_ids(const uint8_t* row, int64_t width, uint32_t* ids) {
 #if defined(_WIN32) || (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
   for (int64_t x = 0; x < width; ++x) {
     uint32_t word;
     std::memcpy(&word, row + x * bpp, sizeof(word));
-    ids[x] = static_cast<int32_t>(word & 0xFFFFFFu);
+    ids[x] = word & 0xFFFFFFu;
   }
 #else
   for (int64_t x = 0; x < width; ++x) {
     const uint8_t* pixel = row + x * bpp;
-    ids[x] = static_cast<int32_t>(pixel[0]) | (static_cast<int32_t>(pixel[1]) << 8) |
-             (static_cast<int32_t>(pixel[2]) << 16);
+    ids[x] = static_cast<uint32_t>(pixel[0]) | (static_cast<uint32_t>(pixel[1]) << 8) |
+             (static_cast<uint32_t>(pixel[2]) << 16);
   }
 #endif
 }
 
 template <int64_t bpp>
-void unfilter_to_ids(const uint8_t* src, int64_t height, int64_t width, int32_t* out) {
+int64_t unfilter_to_ids(const uint8_t* src, int64_t height, int64_t width, uint32_t* out,
+                        int* bad_filter) {
   const int64_t stride = width * bpp;
   // Two row buffers, the row being reconstructed and the one above it, and one byte of
   // padding for row_to_ids's last 4-byte load.
@@ -107,44 +122,26 @@ void unfilter_to_ids(const uint8_t* src, int64_t height, int64_t width, int32_t*
   uint8_t* current = rows.data() + stride;
   for (int64_t y = 0; y < height; ++y) {
     const uint8_t* line = src + y * (stride + 1);
-    TORCH_CHECK(line[0] <= 4, "panoptic2::png_unfilter_to_ids: invalid filter type ",
-                static_cast<int>(line[0]), " on row ", y);
+    if (line[0] > 4) {
+      *bad_filter = line[0];
+      return y;
+    }
     unfilter_row<bpp>(line[0], line + 1, prior, current, stride);
     row_to_ids<bpp>(current, width, out + y * width);
     std::swap(prior, current);
   }
-}
-
-at::Tensor png_unfilter_to_ids_cpu(const at::Tensor& raw, int64_t height, int64_t width,
-                                   int64_t channels) {
-  TORCH_CHECK(raw.dim() == 1 && raw.scalar_type() == at::kByte,
-              "panoptic2::png_unfilter_to_ids: raw must be a 1-D uint8 tensor, got ",
-              raw.scalar_type(), " of shape ", raw.sizes());
-  TORCH_CHECK(channels == 3 || channels == 4,
-              "panoptic2::png_unfilter_to_ids: channels must be 3 (RGB) or 4 (RGBA), got ",
-              channels);
-  TORCH_CHECK(height >= 0 && width >= 0,
-              "panoptic2::png_unfilter_to_ids: negative size ", height, "x", width);
-  const int64_t stride = width * channels;
-  TORCH_CHECK(raw.numel() == height * (stride + 1),
-              "panoptic2::png_unfilter_to_ids: the inflated image has ", raw.numel(),
-              " bytes, but a ", width, "x", height, " image with ", channels,
-              " channels needs ", height * (stride + 1));
-
-  const at::Tensor raw_c = raw.contiguous();
-  at::Tensor ids = at::empty({height, width}, raw.options().dtype(at::kInt));
-  if (channels == 3) {
-    unfilter_to_ids<3>(raw_c.data_ptr<uint8_t>(), height, width, ids.data_ptr<int32_t>());
-  } else {
-    unfilter_to_ids<4>(raw_c.data_ptr<uint8_t>(), height, width, ids.data_ptr<int32_t>());
-  }
-  return ids;
+  return -1;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(panoptic2, CPU, m) {
-  m.impl("png_unfilter_to_ids", &png_unfilter_to_ids_cpu);
+int64_t png_unfilter_to_ids(const uint8_t* raw, int64_t height, int64_t width, int channels,
+                            uint32_t* ids, int* bad_filter) {
+  if (channels == 3) {
+    return unfilter_to_ids<3>(raw, height, width, ids, bad_filter);
+  }
+  return unfilter_to_ids<4>(raw, height, width, ids, bad_filter);
 }
 
+}  // namespace segment_maps
 }  // namespace panoptic2

@@ -1,25 +1,26 @@
-// CPU kernel of the panoptic-quality statistics: the pixel count of every distinct
+// The panoptic-quality statistics' inner loop: the pixel count of every distinct
 // (ground-truth id, predicted id) pair of two segment maps, in one pass over the pixels.
 //
 // Segment maps are piecewise constant, so the pass only compares each pixel with its
 // raster-order predecessor; a run of equal pairs reaches the hash table once. This replaces
 // panopticapi's np.unique over 64-bit pixel codes (a sort of every pixel).
 
-#include <ATen/ATen.h>
-#include <torch/library.h>
-
+#include <cstddef>
 #include <cstdint>
-#include <tuple>
+#include <utility>
 #include <vector>
 
+#include "kernels.h"
+
 namespace panoptic2 {
+namespace segment_maps {
 namespace {
 
 // Open-addressing table from (gt id, pred id) to the pair's index in first-occurrence
 // order, with Fibonacci hashing and linear probing; grows at half load, so probes stay short.
 class PairCounter {
  public:
-  PairCounter() : slots_(size_t{1} << kInitialBits, -1), shift_(64 - kInitialBits) {}
+  PairCounter() : slots_(std::size_t{1} << kInitialBits, -1), shift_(64 - kInitialBits) {}
 
   // No "same pair as last time" shortcut: along noisy boundaries it mispredicts more
   // often than it saves a probe.
@@ -28,42 +29,25 @@ class PairCounter {
     for (uint64_t slot = hash(gt, pred);; slot = (slot + 1) & mask) {
       const int64_t index = slots_[slot];
       if (index < 0) {
-        slots_[slot] = static_cast<int64_t>(pairs_.size());
-        pairs_.push_back({gt, pred, count});
-        if (2 * pairs_.size() > slots_.size()) {
+        slots_[slot] = static_cast<int64_t>(result_.counts.size());
+        result_.gt.push_back(gt);
+        result_.pred.push_back(pred);
+        result_.counts.push_back(count);
+        if (2 * result_.counts.size() > slots_.size()) {
           grow();
         }
         return;
       }
-      Pair& pair = pairs_[index];
-      if (pair.gt == gt && pair.pred == pred) {
-        pair.count += count;
+      if (result_.gt[index] == gt && result_.pred[index] == pred) {
+        result_.counts[index] += count;
         return;
       }
     }
   }
 
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> tensors() const {
-    const int64_t n = static_cast<int64_t>(pairs_.size());
-    const auto options = at::TensorOptions().dtype(at::kLong);
-    at::Tensor gt = at::empty({n}, options);
-    at::Tensor pred = at::empty({n}, options);
-    at::Tensor counts = at::empty({n}, options);
-    int64_t* gt_ptr = gt.data_ptr<int64_t>();
-    int64_t* pred_ptr = pred.data_ptr<int64_t>();
-    int64_t* counts_ptr = counts.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      gt_ptr[i] = pairs_[i].gt;
-      pred_ptr[i] = pairs_[i].pred;
-      counts_ptr[i] = pairs_[i].count;
-    }
-    return {gt, pred, counts};
-  }
+  PairCounts take() { return std::move(result_); }
 
  private:
-  struct Pair {
-    int64_t gt, pred, count;
-  };
   static constexpr int kInitialBits = 10;
 
   uint64_t hash(int64_t gt, int64_t pred) const {
@@ -78,8 +62,8 @@ class PairCounter {
     slots_.assign(2 * slots_.size(), -1);
     shift_ -= 1;
     const uint64_t mask = slots_.size() - 1;
-    for (size_t index = 0; index < pairs_.size(); ++index) {
-      uint64_t slot = hash(pairs_[index].gt, pairs_[index].pred);
+    for (std::size_t index = 0; index < result_.counts.size(); ++index) {
+      uint64_t slot = hash(result_.gt[index], result_.pred[index]);
       while (slots_[slot] >= 0) {
         slot = (slot + 1) & mask;
       }
@@ -89,7 +73,7 @@ class PairCounter {
 
   std::vector<int64_t> slots_;
   int shift_;
-  std::vector<Pair> pairs_;
+  PairCounts result_;
 };
 
 // Pixels per block of the run search. A block without a change (most of them: runs are
@@ -118,7 +102,7 @@ void count_runs(const GT* gt, const PRED* pred, int64_t n, PairCounter& counter)
   }
   int64_t start = 0;  // first pixel of the current run
   auto end_run = [&](int64_t i) {
-    counter.add(gt[start], pred[start], i - start);
+    counter.add(static_cast<int64_t>(gt[start]), static_cast<int64_t>(pred[start]), i - start);
     start = i;
   };
   int64_t i = 1;
@@ -148,45 +132,43 @@ void count_runs(const GT* gt, const PRED* pred, int64_t n, PairCounter& counter)
       end_run(i);
     }
   }
-  counter.add(gt[start], pred[start], n - start);
+  counter.add(static_cast<int64_t>(gt[start]), static_cast<int64_t>(pred[start]), n - start);
 }
 
 template <typename GT>
-void count_runs_dispatch_pred(const GT* gt, const at::Tensor& pred, int64_t n,
-                              PairCounter& counter) {
-  if (pred.scalar_type() == at::kInt) {
-    count_runs(gt, pred.data_ptr<int32_t>(), n, counter);
-  } else {
-    count_runs(gt, pred.data_ptr<int64_t>(), n, counter);
+void count_runs_for_pred(const GT* gt, const void* pred, IdType pred_type, int64_t n,
+                         PairCounter& counter) {
+  switch (pred_type) {
+    case IdType::kInt32:
+      count_runs(gt, static_cast<const int32_t*>(pred), n, counter);
+      break;
+    case IdType::kUInt32:
+      count_runs(gt, static_cast<const uint32_t*>(pred), n, counter);
+      break;
+    case IdType::kInt64:
+      count_runs(gt, static_cast<const int64_t*>(pred), n, counter);
+      break;
   }
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> count_segment_pairs_cpu(const at::Tensor& gt_ids,
-                                                                       const at::Tensor& pred_ids) {
-  TORCH_CHECK(gt_ids.sizes() == pred_ids.sizes(),
-              "panoptic2::count_segment_pairs: gt_ids and pred_ids must have the same shape, "
-              "got ", gt_ids.sizes(), " and ", pred_ids.sizes());
-  for (const at::Tensor* t : {&gt_ids, &pred_ids}) {
-    TORCH_CHECK(t->scalar_type() == at::kInt || t->scalar_type() == at::kLong,
-                "panoptic2::count_segment_pairs: ids must be int32 or int64, got ",
-                t->scalar_type());
-  }
-  const at::Tensor gt = gt_ids.contiguous();
-  const at::Tensor pred = pred_ids.contiguous();
-  const int64_t n = gt.numel();
-  PairCounter counter;
-  if (gt.scalar_type() == at::kInt) {
-    count_runs_dispatch_pred(gt.data_ptr<int32_t>(), pred, n, counter);
-  } else {
-    count_runs_dispatch_pred(gt.data_ptr<int64_t>(), pred, n, counter);
-  }
-  return counter.tensors();
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(panoptic2, CPU, m) {
-  m.impl("count_segment_pairs", &count_segment_pairs_cpu);
+PairCounts count_segment_pairs(const void* gt, IdType gt_type, const void* pred,
+                               IdType pred_type, int64_t n) {
+  PairCounter counter;
+  switch (gt_type) {
+    case IdType::kInt32:
+      count_runs_for_pred(static_cast<const int32_t*>(gt), pred, pred_type, n, counter);
+      break;
+    case IdType::kUInt32:
+      count_runs_for_pred(static_cast<const uint32_t*>(gt), pred, pred_type, n, counter);
+      break;
+    case IdType::kInt64:
+      count_runs_for_pred(static_cast<const int64_t*>(gt), pred, pred_type, n, counter);
+      break;
+  }
+  return counter.take();
 }
 
+}  // namespace segment_maps
 }  // namespace panoptic2
