@@ -223,7 +223,9 @@ def test_check_dataset_reports_duplicates_and_never_crashes(coco, capsys):
         )
         assert check_dataset.main([name]) == 1
         out = capsys.readouterr().out
-        assert "loading failed: The segment" in out and "lacks the field 'category_id'" in out
+        assert "loading failed:" in out and "panoptic_val2017.json" in out
+        assert "missing required field `category_id`" in out
+        assert "$.annotations[0].segments_info[0]" in out
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

@@ -141,10 +141,12 @@ def test_cli_subprocess_on_shapes(tmp_path):
     mapping = {cid: i + 1 for i, cid in enumerate(things + stuff)}
     for split in ("train", "val"):
         _check_split(root, out, split, mapping, set(range(1, len(things) + 1)), num_shards=2)
-    # Resume: a rerun leaves complete shards (and the manifests) untouched.
+    # Resume: a rerun leaves complete shards (and the manifests and indexes) untouched.
     mtimes = {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in os.listdir(out)}
     assert sorted(p for p in mtimes if p.endswith(".json")) == [
+        "train.index.json",
         "train.manifest.json",
+        "val.index.json",
         "val.manifest.json",
     ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -6,18 +6,30 @@ the offending file, so that a user can fix the data without a debugger.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from PIL import Image
+
+try:  # parses the 100+ MB annotation files of COCO train several times faster than json
+    import msgspec as _msgspec
+except ImportError:  # pragma: no cover - depends on the environment
+    _msgspec = None
+
+SCHEMA_CHECKS = _msgspec is not None
+"""Whether :func:`read_json` checks a ``schema`` (with msgspec); without, callers check."""
 
 __all__ = [
     "DATASETS_README",
     "check_unique",
     "required",
     "dataset_label",
+    "gc_paused",
+    "unlisted_files",
     "read_image_size",
     "read_json",
     "require_dir",
@@ -56,14 +68,80 @@ def require_dir(path: str, what: str, where: str) -> None:
         )
 
 
-def read_json(path: str, what: str, where: str) -> Any:
-    """Reads a JSON file; a missing or malformed file raises an error naming it."""
-    require_file(path, what, where)
+def unlisted_files(folder: str, names: Iterable[str]) -> set[str]:
+    """The ``names`` that are not files directly in ``folder`` (links to files count).
+
+    One directory scan answers "does this file exist" for every file of a dataset: checking
+    118k COCO images and 118k PNGs one ``stat`` at a time costs seconds, on network file
+    systems minutes. Only the set of names is held, not the listing. A name with a folder
+    part is never directly in ``folder``; callers check those one by one.
+
+    Args:
+        folder: an existing directory.
+        names: file names relative to ``folder``.
+
+    Returns:
+        The names not found (empty when all exist).
+    """
+    remaining = set(names)
+    if remaining:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name in remaining and entry.is_file():
+                    remaining.discard(entry.name)
+    return remaining
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pauses the cyclic garbage collector while a large object graph is built.
+
+    Each collection walks every live container, and building millions of dicts and lists
+    (1.3M segments of COCO train) triggers hundreds: with the collector running, parsing
+    COCO train's panoptic JSON takes 3-4 times as long. Nothing built here is garbage.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"The {what} '{path}' of {where} is not valid JSON: {e}") from e
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_json(path: str, what: str, where: str, schema: Any = None) -> Any:
+    """Reads a JSON file; a missing or malformed file raises an error naming it.
+
+    Parsed by msgspec when it is installed (several times faster than ``json``, straight
+    into Python objects, so the peak memory is the file plus its objects), else by ``json``,
+    with the garbage collector paused (:func:`gc_paused`).
+
+    Args:
+        path: the JSON file.
+        what: what the file is, e.g. ``"panoptic JSON"``.
+        where: the dataset label from :func:`dataset_label`.
+        schema: a type msgspec decodes into and checks (e.g. a ``TypedDict``; unknown
+            fields are dropped); ignored without msgspec (see :data:`SCHEMA_CHECKS`).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not valid JSON, or does not match ``schema`` (the message
+            gives the JSON path of the first mismatch, e.g. ``$.annotations[3]``).
+    """
+    require_file(path, what, where)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        with gc_paused():
+            if _msgspec is None:
+                return json.loads(data)
+            if schema is None:
+                return _msgspec.json.decode(data)
+            return _msgspec.json.decode(data, type=schema)
+    except ValueError as e:  # json.JSONDecodeError, msgspec.DecodeError / ValidationError
+        if _msgspec is not None and isinstance(e, _msgspec.ValidationError):
+            raise ValueError(f"The {what} '{path}' of {where} is malformed: {e}") from None
+        raise ValueError(f"The {what} '{path}' of {where} is not valid JSON: {e}") from None
 
 
 def required(entry: Mapping[str, Any], key: str, what: str) -> Any:
@@ -100,6 +178,13 @@ def check_unique(
             'y')"``.
         describe: a short description of an entry for the message.
     """
+    items = items if isinstance(items, list) else list(items)
+    try:  # the common case, every key distinct, is settled by one set
+        values = [key(item) for item in items]
+        if len(set(values)) == len(values):
+            return
+    except TypeError:  # unhashable keys: compared by repr below
+        pass
     seen: dict[Any, tuple[int, Any]] = {}
     for index, item in enumerate(items):
         value = key(item)

@@ -5,7 +5,8 @@ Writing: :func:`convert_coco_dataset`, :func:`convert_cityscapes_dataset` (behin
 :func:`encode_record`, :func:`write_sharded_records`. Each split's shards get a manifest,
 ``{split}.manifest.json`` (:mod:`~panoptic2.data.records.manifest`): a rerun reuses shards
 only when it matches, and otherwise raises :class:`RecordsMismatchError` naming the change
-(``overwrite=True`` converts again). Reading: :func:`read_record_file`,
+(``overwrite=True`` converts again); and an index, ``{split}.index.json``
+(:mod:`~panoptic2.data.records.index`), so that registering them reads no record. Reading: :func:`read_record_file`,
 :func:`parse_example`, :func:`decode_panoptic_record`, :class:`RecordDataset`,
 :class:`RecordStream`, :func:`register_records` and :func:`load_record_dict`.
 """
@@ -21,6 +22,7 @@ from .dataset import (
     register_records,
 )
 from .example import encode_example, parse_example
+from .index import StaleIndexError, index_filename, write_split_index
 from .manifest import RecordsMismatchError, manifest_filename, read_manifest
 from .segmentation import (
     LABEL_FORMATS,
@@ -48,6 +50,7 @@ __all__ = [
     "RecordError",
     "RecordsMismatchError",
     "RecordStream",
+    "StaleIndexError",
     "convert_cityscapes_dataset",
     "convert_coco_dataset",
     "create_segmentation_features",
@@ -58,6 +61,7 @@ __all__ = [
     "encode_record",
     "expand_record_files",
     "find_shard_sets",
+    "index_filename",
     "index_record_files",
     "load_record_dict",
     "load_record_dicts",
@@ -72,4 +76,5 @@ __all__ = [
     "shard_ranges",
     "write_record",
     "write_sharded_records",
+    "write_split_index",
 ]

@@ -37,6 +37,7 @@ from panoptic2.data.datasets.metadata import get_cityscapes_metadata
 from panoptic2.data.label_space import LabelSpace
 
 from .example import encode_example
+from .index import index_entry
 from .manifest import input_stats, relative_path, resolve_missing_images, skipped_summary
 from .segmentation import (
     create_segmentation_features,
@@ -289,6 +290,7 @@ def convert_cityscapes_dataset(
             workers=workers,
             manifest=manifest,
             overwrite=overwrite,
+            index_entry=index_entry,
         )
         if skipped:
             summaries.append(skipped_summary(dataset, skipped, len(items) + len(skipped)))

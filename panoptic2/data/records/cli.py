@@ -29,7 +29,10 @@ interrupted run resumes. Any other difference, shards of another --num_shards, o
 without a manifest make it stop with exit status 1 and a message that names what changed;
 --overwrite then deletes the split's shards (any shard count) and manifest and converts
 again. An annotated image whose file is missing is an error; --skip-missing converts the
-others, logs how many were skipped and lists them in the manifest."""
+others, logs how many were skipped and lists them in the manifest. Each split also gets
+{split}.index.json (every record's shard, offset, image name and size), so that training
+registers the shards without reading them; tools/index_records.py indexes shards written
+without one."""
 
 
 def str2bool(value: str) -> bool:

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from panoptic2.data.label_space import LabelSpace
 
 from .example import encode_example
+from .index import index_entry
 from .manifest import input_stats, relative_path, resolve_missing_images, skipped_summary
 from .segmentation import (
     create_segmentation_features,
@@ -254,6 +255,7 @@ def convert_coco_dataset(
             workers=workers,
             manifest=manifest,
             overwrite=overwrite,
+            index_entry=index_entry,
         )
         if skipped:
             summaries.append(skipped_summary(dataset, skipped, len(items) + len(skipped)))

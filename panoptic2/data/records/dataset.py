@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,14 +24,11 @@ from panoptic2.utils import comm
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .example import parse_example
-from .segmentation import (
-    KEY_ENCODED_LABEL,
-    KEY_IMAGE_FILENAME,
-    KEY_IMAGE_HEIGHT,
-    KEY_IMAGE_WIDTH,
-    decode_panoptic_record,
-)
+from .index import StaleIndexError, load_index_entries, scan_shard, stale_index_message
+from .segmentation import decode_panoptic_record
 from .tfrecord import index_record_files, read_record_at, read_record_file
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RecordDataset",
@@ -156,38 +155,64 @@ class RecordStream(data.IterableDataset):
                 )
 
 
+_SHARD_NAME = re.compile(r"(?P<split>.+)-\d{5,}-of-\d{5,}\.tfrecord")
+
+
+def _split_groups(files: Sequence[str]) -> dict[tuple[str, str], list[str]]:
+    """``(directory, split) -> shard paths`` for files named as DeepLab2 shards."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for path in files:
+        match = _SHARD_NAME.fullmatch(os.path.basename(path))
+        if match:
+            groups.setdefault((os.path.dirname(path), match["split"]), []).append(path)
+    return groups
+
+
+def _indexed_entries(files: Sequence[str]) -> dict[str, list]:
+    """Index entries of the shards whose split index is valid; warns for the others."""
+    entries: dict[str, list] = {}
+    for (directory, split), paths in _split_groups(files).items():
+        try:
+            entries.update(load_index_entries(directory, split, paths))
+        except StaleIndexError as e:
+            logger.warning(stale_index_message(e, directory, split))
+    return entries
+
+
 def load_record_dicts(file_pattern: str | Sequence[str], verify: bool = True) -> list[dict]:
     """Lists the records of a shard set as dataset dicts (without decoding pixels).
 
-    Reads each record once to take its name and size from the example.
+    Takes each record's place, name and size from the split's ``{split}.index.json``
+    (:mod:`~panoptic2.data.records.index`), which the converters write, so no record is
+    read. Shards without a valid index (none, or shards rewritten since) are read once
+    instead, with a warning naming the fix; so are files not named like DeepLab2 shards.
 
     Args:
         file_pattern: glob pattern(s) or files of the shards.
-        verify: check CRCs.
+        verify: check CRCs when records are read.
 
     Returns:
         One dict per record, in shard order: ``record_file``, ``record_offset``,
         ``image_id`` and ``file_name`` (the stored stem), ``height``, ``width``,
         ``has_label`` (bool).
     """
+    files = expand_record_files(file_pattern)
+    indexed = _indexed_entries(files)
     dicts = []
-    for path in expand_record_files(file_pattern):
-        offset = 0
-        for record in read_record_file(path, verify=verify):
-            example = parse_example(record)
-            stem = example[KEY_IMAGE_FILENAME][0].decode()
+    for path in files:
+        entries = indexed[path] if path in indexed else scan_shard(path, verify)
+        for offset, stem, height, width, has_label in entries:
             dicts.append(
                 {
                     "record_file": path,
                     "record_offset": offset,
                     "image_id": stem,
                     "file_name": stem,
-                    "height": int(example[KEY_IMAGE_HEIGHT][0]),
-                    "width": int(example[KEY_IMAGE_WIDTH][0]),
-                    "has_label": bool(example.get(KEY_ENCODED_LABEL)),
+                    "height": height,
+                    "width": width,
+                    "has_label": has_label,
                 }
             )
-            offset += len(record) + 16
     return dicts
 
 

@@ -22,6 +22,11 @@ Beside the shards, ``{split}.manifest.json`` records what they were made from (s
 So a killed run, rerun with the same inputs and flags, reuses its complete shards and
 writes the rest; rerun with other ones, it refuses. Only one converter may write into a
 directory at a time.
+
+With ``index_entry``, the split also gets ``{split}.index.json`` (see
+:mod:`panoptic2.data.records.index`): deleted before any shard is written, written again
+once the manifest is complete, from what the workers saw while writing (reused shards are
+read once), so registering the shards never needs to read them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ from tqdm import tqdm
 
 from panoptic2.utils.file_io import atomic_write
 
+from .index import (
+    StaleIndexError,
+    index_filename,
+    load_index_entries,
+    scan_shard,
+    write_index,
+)
 from .manifest import (
     MANIFEST_FORMAT,
     OVERWRITE_HINT,
@@ -85,16 +97,25 @@ def shard_ranges(num_items: int, num_shards: int) -> list[tuple[int, int]]:
     ]
 
 
-def _write_shard(task: tuple[str, Sequence[Any], Callable[[Any], bytes]]) -> str:
-    """Writes one shard (runs in a worker process)."""
-    path, items, example_fn = task
+def _write_shard(
+    task: tuple[str, Sequence[Any], Callable[[Any], bytes], Callable[[bytes], list] | None],
+) -> tuple[str, list[list[Any]]]:
+    """Writes one shard (runs in a worker process); returns it and its index entries
+    (``[offset, *index_entry(example)]`` per record; empty without ``index_entry``)."""
+    path, items, example_fn, index_entry = task
+    entries: list[list[Any]] = []
 
     def write(f):
+        offset = 0
         for item in items:
-            write_record(f, example_fn(item))
+            example = example_fn(item)
+            write_record(f, example)
+            if index_entry is not None:
+                entries.append([offset, *index_entry(example)])
+            offset += len(example) + 16  # the record's 12-byte header and 4-byte footer
 
     atomic_write(path, write)
-    return path
+    return path, entries
 
 
 def _shard_regex(split: str) -> str:
@@ -146,8 +167,9 @@ def remove_split_records(output_dir: str, split: str) -> list[str]:
         return []
     _remove_temp_files(output_dir, split)
     names = [n for names in find_shard_sets(output_dir, split).values() for n in names]
-    if os.path.exists(os.path.join(output_dir, manifest_filename(split))):
-        names.append(manifest_filename(split))
+    for name in (manifest_filename(split), index_filename(split)):
+        if os.path.exists(os.path.join(output_dir, name)):
+            names.append(name)
     for name in names:
         os.remove(os.path.join(output_dir, name))
     return names
@@ -203,6 +225,7 @@ def write_sharded_records(
     *,
     manifest: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    index_entry: Callable[[bytes], list] | None = None,
 ) -> list[str]:
     """Writes ``items`` as ``num_shards`` record files ``{split}-*-of-*.tfrecord``.
 
@@ -222,6 +245,10 @@ def write_sharded_records(
             :mod:`~panoptic2.data.records.manifest`). Without it only the shard and record
             counts are checked on a rerun.
         overwrite: delete the split's shards (of any shard count) and manifest first.
+        index_entry: example bytes -> what the index keeps of it (see
+            :func:`~panoptic2.data.records.index.index_entry`); when given, the split's
+            ``{split}.index.json`` is written once all shards are complete (a module-level
+            function when ``workers > 1``).
 
     Returns:
         The paths of all ``num_shards`` shard files, in shard order.
@@ -256,7 +283,7 @@ def write_sharded_records(
         path = os.path.join(output_dir, shard_filename(split, shard_id, num_shards))
         paths.append(path)
         if not os.path.exists(path):
-            tasks.append((path, items[start:end], example_fn))
+            tasks.append((path, items[start:end], example_fn, index_entry))
     reused = num_shards - len(tasks)
     if reused:
         logger.info(
@@ -265,17 +292,43 @@ def write_sharded_records(
             reused,
             num_shards,
         )
+    if tasks:
+        # An index describes the shards it was written with: gone before any shard changes.
+        index_path = os.path.join(output_dir, index_filename(split))
+        if os.path.exists(index_path):
+            os.remove(index_path)
     if tasks and (old is None or old.get("status") == "complete"):
         write_manifest(manifest_path, new)
     desc = f"{split} shards"
+    written: dict[str, list[list[Any]]] = {}
     if workers <= 1 or len(tasks) <= 1:
         for task in tqdm(tasks, desc=desc, unit="shard"):
-            _write_shard(task)
+            path, entries = _write_shard(task)
+            written[path] = entries
     else:
         with multiprocessing.get_context().Pool(min(workers, len(tasks))) as pool:
             done = pool.imap_unordered(_write_shard, tasks)
-            for _ in tqdm(done, total=len(tasks), desc=desc, unit="shard"):
-                pass
+            for path, entries in tqdm(done, total=len(tasks), desc=desc, unit="shard"):
+                written[path] = entries
     if tasks or old is None or old.get("status") != "complete":
         write_manifest(manifest_path, {**new, "status": "complete"})
+    if index_entry is not None:
+        _write_index(output_dir, split, paths, written)
     return paths
+
+
+def _write_index(
+    output_dir: str, split: str, paths: Sequence[str], written: Mapping[str, list[list[Any]]]
+) -> None:
+    """Writes the split's index unless a valid one exists; reused shards are read once."""
+    if not written:
+        try:
+            load_index_entries(output_dir, split, paths)
+            return
+        except StaleIndexError:
+            pass
+    shards = []
+    for path in paths:
+        entries = written[path] if path in written else scan_shard(path)
+        shards.append((os.path.basename(path), entries))
+    write_index(output_dir, split, shards)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from panoptic2.data import DatasetCatalog, MetadataCatalog
+from panoptic2.data.datasets import coco_panoptic, file_checks
 from panoptic2.data.datasets.coco_panoptic import (
     get_panoptic_fpn_stuff_metadata,
     load_coco_panoptic_json,
@@ -117,6 +119,92 @@ def test_unknown_category_names_image_and_segment(coco):
     with open(coco["json"], "w") as f:
         json.dump(data, f)
     with pytest.raises(ValueError, match=rf"Segment {seg['id']} of image '000000439180\.jpg'"):
+        load_coco_panoptic_json(coco["json"], coco["images"], coco["pngs"], coco["meta"])
+
+
+def _edit_json(coco, edit) -> None:
+    with open(coco["json"]) as f:
+        data = json.load(f)
+    edit(data)
+    with open(coco["json"], "w") as f:
+        json.dump(data, f)
+
+
+@pytest.fixture(params=["msgspec", "json"])
+def parser(request, monkeypatch):
+    """Runs a test with msgspec parsing and checking the JSON, and with plain json."""
+    if request.param == "json":
+        monkeypatch.setattr(file_checks, "_msgspec", None)
+        monkeypatch.setattr(coco_panoptic, "SCHEMA_CHECKS", False)
+    elif not file_checks.SCHEMA_CHECKS:
+        pytest.skip("msgspec is not installed")
+    return request.param
+
+
+def test_both_parsers_give_the_same_dicts(coco, parser, monkeypatch):
+    got = load_coco_panoptic_json(coco["json"], coco["images"], coco["pngs"], coco["meta"])
+    monkeypatch.undo()
+    with open(coco["json"]) as f:
+        raw = json.load(f)
+    meta = coco["meta"]
+    contiguous = {**meta["thing_dataset_id_to_contiguous_id"]}
+    contiguous.update(meta["stuff_dataset_id_to_contiguous_id"])
+    expected = [
+        [
+            {
+                "id": s["id"],
+                "category_id": contiguous[s["category_id"]],
+                "iscrowd": s["iscrowd"],
+                "area": s["area"],
+                "bbox": s["bbox"],
+                "isthing": s["category_id"] in meta["thing_dataset_id_to_contiguous_id"],
+            }
+            for s in a["segments_info"]
+        ]
+        for a in raw["annotations"]
+    ]
+    assert [d["segments_info"] for d in got] == expected
+    assert gc.isenabled()  # the collector paused while loading runs again
+
+
+def test_missing_segment_field_names_the_place(coco, parser):
+    _edit_json(coco, lambda data: data["annotations"][1]["segments_info"][2].pop("area"))
+    pattern = "area" + (r".*annotations\[1\]\.segments_info\[2\]" if parser == "msgspec" else "")
+    with pytest.raises(ValueError, match=pattern) as error:
+        load_coco_panoptic_json(coco["json"], coco["images"], coco["pngs"], coco["meta"])
+    assert "panoptic_val2017" in str(error.value)
+
+
+def test_duplicates_are_named(coco, parser):
+    def duplicate(data):
+        data["annotations"][1]["image_id"] = data["annotations"][0]["image_id"]
+
+    _edit_json(coco, duplicate)
+    with pytest.raises(ValueError, match=r"Annotated image id 142238 appears twice"):
+        load_coco_panoptic_json(coco["json"], coco["images"], coco["pngs"], coco["meta"])
+
+
+def test_files_in_subfolders_and_folders_named_like_files(coco):
+    # A name with a folder part is not in the folder listing and is checked on its own.
+    os.makedirs(os.path.join(coco["images"], "sub"))
+    os.rename(
+        os.path.join(coco["images"], "000000142238.jpg"),
+        os.path.join(coco["images"], "sub", "000000142238.jpg"),
+    )
+
+    def into_subfolder(data):
+        for image in data["images"]:
+            if image["id"] == 142238:
+                image["file_name"] = "sub/000000142238.jpg"
+
+    _edit_json(coco, into_subfolder)
+    dicts = load_coco_panoptic_json(coco["json"], coco["images"], coco["pngs"], coco["meta"])
+    assert dicts[0]["file_name"] == os.path.join(coco["images"], "sub", "000000142238.jpg")
+    # A directory with a PNG's name is not the PNG.
+    png = os.path.join(coco["pngs"], "000000439180.png")
+    os.remove(png)
+    os.makedirs(png)
+    with pytest.raises(FileNotFoundError, match=r"panoptic PNG .*000000439180\.png"):
         load_coco_panoptic_json(coco["json"], coco["images"], coco["pngs"], coco["meta"])
 
 
