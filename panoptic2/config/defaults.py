@@ -101,6 +101,15 @@ _C.MODEL.ALLOW_PARTIAL_WEIGHTS = False
 # Per-channel mean/std in the 0-255 range, in the order of INPUT.FORMAT.
 _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+# torch.compile the model in place for training and inference (eager devices only): the parts
+# each meta-architecture names in `compiled_parts`, each as one graph (panoptic2.modeling.compile).
+_C.MODEL.COMPILE = False
+# torch.compile's mode: "default", "reduce-overhead", "max-autotune" or
+# "max-autotune-no-cudagraphs".
+_C.MODEL.COMPILE_MODE = "default"
+# torch.compile's backend: "inductor"; "aot_eager" or "eager" to tell a compiler fault from a
+# tracing one.
+_C.MODEL.COMPILE_BACKEND = "inductor"
 
 # ---------------------------------------------------------------------------------------
 # Backbones: ResNet / ResNet-Beta, MobileNetV3, Wide-ResNet-41 / SWideRNet (modeling/backbone)

@@ -9,6 +9,7 @@ from .anchor_generator import (
 )
 from .backbone import BACKBONE_REGISTRY, Backbone, build_backbone
 from .box_regression import Box2BoxTransform
+from .compile import COMPILE_MODES, compile_model
 from .heads import (
     INS_EMBED_HEADS_REGISTRY,
     SEM_SEG_HEADS_REGISTRY,
@@ -25,6 +26,8 @@ from .sampling import subsample_labels
 __all__ = [
     "ANCHOR_GENERATOR_REGISTRY",
     "Box2BoxTransform",
+    "COMPILE_MODES",
+    "compile_model",
     "DefaultAnchorGenerator",
     "Matcher",
     "build_anchor_generator",

@@ -8,6 +8,8 @@ from torch import nn
 from panoptic2.registry import META_ARCH_REGISTRY
 from panoptic2.utils.xla import xla_device
 
+from ..compile import compile_model
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,11 +32,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(cfg) -> nn.Module:
-    """Builds the model named by ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``.
+    """Builds the model named by ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``,
+    compiled in place with ``MODEL.COMPILE`` (see :func:`panoptic2.modeling.compile_model`).
 
     Weights are not loaded here; use :class:`panoptic2.checkpoint.Checkpointer`.
     """
     model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
     model.to(resolve_device(cfg.MODEL.DEVICE))
     logger.debug("Model:\n%s", model)
+    if cfg.MODEL.COMPILE:
+        compile_model(model, mode=cfg.MODEL.COMPILE_MODE, backend=cfg.MODEL.COMPILE_BACKEND)
     return model

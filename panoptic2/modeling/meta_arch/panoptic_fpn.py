@@ -47,6 +47,8 @@ class PanopticFPN(GeneralizedRCNN):
         **kwargs: the arguments of :class:`GeneralizedRCNN`.
     """
 
+    compiled_parts = ("backbone", "sem_seg_head")
+
     @configurable
     def __init__(
         self,

@@ -46,6 +46,9 @@ class SemanticSegmentor(LabelSpaceMixin, nn.Module):
         label_space: the classes (names for predictions; None until known).
     """
 
+    # What MODEL.COMPILE compiles, each part as one graph (panoptic2.modeling.compile).
+    compiled_parts = ("backbone", "sem_seg_head")
+
     @configurable
     def __init__(
         self,
