@@ -18,7 +18,10 @@ before. Plugins register their own entries when they are imported (see README "P
 * ``HOOK_REGISTRY``: ``obj(cfg, trainer)`` -> ``HookBase``
 * ``OPTIMIZER_REGISTRY``: ``obj(cfg, param_groups)`` -> ``torch.optim.Optimizer``
 * ``LR_SCHEDULER_REGISTRY``: ``obj(cfg)`` -> fvcore ``ParamScheduler`` (the LR multiplier)
-* ``WEIGHT_CONVERTER_REGISTRY``: ``obj(keys: list[str])`` -> ``{their key: our key}``
+* ``WEIGHT_CONVERTER_REGISTRY``: ``obj(keys: list[str])`` -> ``{their key: our key}``; an
+  optional ``obj.prepare(state_dict)`` -> ``state_dict`` rewrites values first (Caffe2)
+* ``EXPORT_ADAPTER_REGISTRY``: ``obj(model, *, postprocess: bool)`` -> ``ExportAdapter``,
+  registered under the meta-architecture's name (``tools/export_model.py``)
 
 Nothing here imports the rest of the package, so any module can import this one.
 """
@@ -38,6 +41,7 @@ __all__ = [
     "BACKBONE_REGISTRY",
     "DATA_MAPPER_REGISTRY",
     "EVALUATOR_REGISTRY",
+    "EXPORT_ADAPTER_REGISTRY",
     "HOOK_REGISTRY",
     "INS_EMBED_HEADS_REGISTRY",
     "LR_SCHEDULER_REGISTRY",
@@ -278,7 +282,10 @@ EVALUATOR_REGISTRY = _registry(
     "EVALUATOR",
     "obj(cfg, dataset_name: str, output_dir: str | None) -> DatasetEvaluator",
     "the evaluated dataset's 'evaluators' metadata",
-    "panoptic2.evaluation",
+    "panoptic2.evaluation.cityscapes_evaluation",
+    "panoptic2.evaluation.coco_evaluation",
+    "panoptic2.evaluation.coco_panoptic_evaluation",
+    "panoptic2.evaluation.sem_seg_evaluation",
 )
 HOOK_REGISTRY = _registry(
     "HOOK", "obj(cfg, trainer) -> HookBase", "HOOKS.CUSTOM", "panoptic2.engine.hooks"
@@ -301,6 +308,13 @@ WEIGHT_CONVERTER_REGISTRY = _registry(
     "",
     "panoptic2.checkpoint.weight_conversion",
 )
+EXPORT_ADAPTER_REGISTRY = _registry(
+    "EXPORT_ADAPTER",
+    "obj(model: nn.Module, *, postprocess: bool) -> ExportAdapter, under the meta-architecture's "
+    "name",
+    "MODEL.META_ARCHITECTURE",
+    "panoptic2.export.adapters",
+)
 
 REGISTRIES: dict[str, Registry] = {
     r.name: r
@@ -320,6 +334,7 @@ REGISTRIES: dict[str, Registry] = {
         OPTIMIZER_REGISTRY,
         LR_SCHEDULER_REGISTRY,
         WEIGHT_CONVERTER_REGISTRY,
+        EXPORT_ADAPTER_REGISTRY,
     )
 }
 """Every registry by name, e.g. ``REGISTRIES["BACKBONE"]``."""
