@@ -11,7 +11,7 @@ import torch
 
 from panoptic2.data.label_space import LabelSpace, label_space_of_datasets
 from panoptic2.data.records import load_record_dict
-from panoptic2.data.transforms import Augmentation, build_augmentation
+from panoptic2.data.transforms import AugInput, Augmentation, build_augmentation
 
 __all__ = ["SegmentationMapperBase", "mapper_label_space"]
 
@@ -101,6 +101,15 @@ class SegmentationMapperBase:
     def _original_size(dataset_dict: dict[str, Any], image: np.ndarray) -> dict[str, int]:
         h, w = image.shape[:2]
         return {"height": dataset_dict.get("height", h), "width": dataset_dict.get("width", w)}
+
+    def _test_output(
+        self, dataset_dict: dict[str, Any], image: np.ndarray, size: dict[str, int]
+    ) -> dict[str, Any]:
+        """The model input at test time: the image through the test augmentations, no
+        targets, with the original ``size``."""
+        aug = AugInput(image)
+        aug.apply_augmentations(self.augmentations)
+        return {**self._output(dataset_dict, aug.image), **size}
 
     def __repr__(self) -> str:
         augs = ", ".join(repr(a) for a in self.augmentations)

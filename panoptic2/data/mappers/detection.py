@@ -119,9 +119,7 @@ class DetectionMapper(SegmentationMapperBase):
         image = read_image(dataset_dict, self.image_format)
         size = self._original_size(dataset_dict, image)
         if not self.is_train:
-            aug = AugInput(image)
-            aug.apply_augmentations(self.augmentations)
-            return {**self._output(dataset_dict, aug.image), **size}
+            return self._test_output(dataset_dict, image, size)
         where = f"'{dataset_dict.get('file_name')}'{describe_record(dataset_dict)}"
         if "annotations" not in dataset_dict:
             raise ValueError(

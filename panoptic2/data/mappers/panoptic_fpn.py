@@ -101,9 +101,7 @@ class PanopticFPNMapper(SegmentationMapperBase):
         image = read_image(dataset_dict, self.image_format)
         size = self._original_size(dataset_dict, image)
         if not self.is_train:
-            aug = AugInput(image)
-            aug.apply_augmentations(self.augmentations)
-            return {**self._output(dataset_dict, aug.image), **size}
+            return self._test_output(dataset_dict, image, size)
         h, w = image.shape[:2]
         panoptic = None
         has_pan = (
