@@ -1,8 +1,11 @@
-"""One training run of the shapes Panoptic-DeepLab in a fresh process, for test_xla.py.
+"""One training run of a shapes config in a fresh process, for test_xla.py.
 
     python tests/engine/xla_worker.py OUTPUT_JSON OUTPUT_DIR DEVICE MAX_ITER [--spmd]
         [--dropout P] [--amp-clip] [--checkpoint-period N] [--stop-after K] [--resume]
-        [KEY VALUE ...]
+        [--config FILE] [KEY VALUE ...]
+
+The config is the shapes Panoptic-DeepLab unless ``--config`` names another (the DeepLab
+plugin's shapes DeepLabV3+ is the other one used).
 
 XLA needs a fresh process per run: its runtime (device count, SPMD mode) is fixed when the
 first XLA tensor is made. The run writes OUTPUT_JSON: per-iteration losses, and for XLA the
@@ -27,7 +30,15 @@ sys.path.insert(0, str(REPO))
 CONFIG = REPO / "configs" / "shapes" / "panoptic_deeplab_R18_os32.yaml"
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
+# The ASPP dropout keys of each meta-architecture the worker trains.
+_DROPOUT_KEYS = {
+    "PanopticDeepLab": ("MODEL.SEM_SEG_HEAD.ASPP_DROPOUT", "MODEL.INS_EMBED_HEAD.ASPP_DROPOUT"),
+    "SemanticSegmentor": ("MODEL.DEEPLAB.ASPP_DROPOUT",),
+}
+
+
+def _overrides(args: argparse.Namespace, meta_arch: str) -> list[str]:
+    dropout = [v for key in _DROPOUT_KEYS[meta_arch] for v in (key, str(args.dropout))]
     return [
         "MODEL.DEVICE",
         args.device,
@@ -37,10 +48,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         "2",
         "INPUT.CROP.SIZE",
         "[96, 128]",
-        "MODEL.SEM_SEG_HEAD.ASPP_DROPOUT",
-        str(args.dropout),
-        "MODEL.INS_EMBED_HEAD.ASPP_DROPOUT",
-        str(args.dropout),
+        *dropout,
         "DATALOADER.NUM_WORKERS",
         "0",
         "DATASETS.TEST",
@@ -73,6 +81,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-period", type=int, default=100000)
     parser.add_argument("--stop-after", type=int, default=-1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--config", default=str(CONFIG))
     args, args.opts = parser.parse_known_args()
 
     from panoptic2.config import load_config
@@ -80,7 +89,8 @@ def main() -> None:
     from panoptic2.engine.hooks import CallbackHook
     from panoptic2.engine.train_loop import Priority
 
-    cfg = load_config(str(CONFIG), _overrides(args))
+    meta_arch = load_config(args.config).MODEL.META_ARCHITECTURE
+    cfg = load_config(args.config, _overrides(args, meta_arch))
     default_setup(cfg)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -146,9 +156,11 @@ def main() -> None:
     trainer.register_hooks(extra_hooks)
     trainer.train()
 
+    histories = trainer.storage.histories()
     losses = {
-        name: [[it, value] for value, it in trainer.storage.history(name).values()]
+        name: [[it, value] for value, it in histories[name].values()]
         for name in ("total_loss", "loss_sem_seg", "loss_center", "loss_offset")
+        if name in histories
     }
     result = {"losses": losses, "per_iter": {str(k): v for k, v in per_iter.items()}, **seen}
     if args.device == "xla":
