@@ -47,4 +47,12 @@ TORCH_LIBRARY(panoptic2, m) {
       "merge_semantic_and_instance(Tensor sem_seg, Tensor ins_seg, Tensor thing_mask, "
       "Tensor is_thing_class, SymInt num_instances, int label_divisor, int stuff_area, "
       "int void_label) -> Tensor");
+  // Both steps of one image from the network's maps, centers included: sem_seg (H, W) int64
+  // in [0, C); center_heatmap (H, W) float32; offsets (2, H, W) float32; thing_mask (H, W)
+  // bool or None (then the pixels of thing classes); is_thing_class (C,) bool. Returns the
+  // (H, W) int64 panoptic map and the (K, 2) int64 centers (y, x), K data-dependent.
+  m.def(
+      "panoptic_deeplab_postprocess(Tensor sem_seg, Tensor center_heatmap, Tensor offsets, "
+      "Tensor? thing_mask, Tensor is_thing_class, float threshold, int nms_kernel, SymInt? top_k, "
+      "int label_divisor, int stuff_area, int void_label) -> (Tensor, Tensor)");
 }

@@ -4,8 +4,9 @@
   :func:`extension.has_ops` is its one availability check, :func:`extension.has_cuda_kernels`
   the CUDA one.
 * :mod:`.panoptic_deeplab`: :func:`group_pixels`, :func:`merge_semantic_and_instance`
-  (Panoptic-DeepLab post-processing; CPU and CUDA kernels in ``_C``, PyTorch fallbacks) and
-  :func:`uses_kernels`.
+  (Panoptic-DeepLab post-processing; CPU and CUDA kernels in ``_C``, PyTorch fallbacks),
+  :func:`panoptic_deeplab_postprocess` (centers, grouping and merge in one CPU kernel) and
+  :func:`uses_kernels`, :func:`uses_fused_kernel`.
 * :mod:`.segments`: :func:`count_segment_pairs` (PQ pixel pairs; NumPy fallback) and
   :func:`png_unfilter_to_ids` (PNG decoding; no fallback), kernels of the torch-free module
   ``_segment_maps`` (:func:`segments.has_kernels`).
@@ -28,6 +29,8 @@ _NAMES = {
     "segments": None,
     "group_pixels": "panoptic_deeplab",
     "merge_semantic_and_instance": "panoptic_deeplab",
+    "panoptic_deeplab_postprocess": "panoptic_deeplab",
+    "uses_fused_kernel": "panoptic_deeplab",
     "uses_kernels": "panoptic_deeplab",
     "count_segment_pairs": "segments",
     "png_unfilter_to_ids": "segments",
@@ -38,8 +41,10 @@ __all__ = [
     "extension",
     "group_pixels",
     "merge_semantic_and_instance",
+    "panoptic_deeplab_postprocess",
     "png_unfilter_to_ids",
     "segments",
+    "uses_fused_kernel",
     "uses_kernels",
 ]
 

@@ -52,6 +52,7 @@ REQUIRED_OPS = (
     "has_cuda_kernels",
     "group_pixels",
     "merge_semantic_and_instance",
+    "panoptic_deeplab_postprocess",
 )
 REBUILD_HINT = (
     "build it against the installed torch with `python setup.py build_ext --inplace` "

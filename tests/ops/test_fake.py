@@ -14,6 +14,8 @@ from panoptic2.modeling.postprocessing import find_instance_center
 from panoptic2.ops import extension
 from panoptic2.testing.synthetic import make_panoptic_deeplab_outputs
 
+FAKE_OPS = ("group_pixels", "merge_semantic_and_instance", "panoptic_deeplab_postprocess")
+
 needs_ops = pytest.mark.skipif(
     not extension.has_ops(), reason="panoptic2._C is not built (python setup.py build_ext)"
 )
@@ -70,6 +72,23 @@ def test_postprocessing_fake_kernels_give_output_shapes():
 
 
 @needs_ops
+def test_fused_postprocessing_fake_kernel_gives_a_data_dependent_number_of_centers():
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    with FakeTensorMode(shape_env=ShapeEnv()) as mode:
+        sem = mode.from_tensor(torch.zeros(6, 7, dtype=torch.long))
+        heat = mode.from_tensor(torch.zeros(6, 7))
+        offsets = mode.from_tensor(torch.zeros(2, 6, 7))
+        table = mode.from_tensor(torch.zeros(4, dtype=torch.bool))
+        pan, centers = torch.ops.panoptic2.panoptic_deeplab_postprocess(
+            sem, heat, offsets, None, table, 0.1, 3, None, 1000, 0, 255
+        )
+        assert pan.shape == (6, 7) and pan.dtype == torch.int64
+        assert centers.dim() == 2 and centers.shape[1] == 2 and centers.dtype == torch.int64
+        assert isinstance(centers.shape[0], torch.SymInt)  # unbacked: known only at run time
+
+
+@needs_ops
 def test_all_fake_kernels_come_from_the_one_module():
     """``set_python_module`` in csrc/ops.cpp names panoptic2.ops._fake for every op, and that
     module (imported by the extension's load) registered their fake kernels."""
@@ -77,11 +96,11 @@ def test_all_fake_kernels_come_from_the_one_module():
 
     assert "panoptic2.ops._fake" in sys.modules
     _fake = sys.modules["panoptic2.ops._fake"]
-    for name in ("group_pixels", "merge_semantic_and_instance"):
+    for name in FAKE_OPS:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"panoptic2::{name}", "Meta")
     for name in extension.REQUIRED_OPS:
         assert torch._C._dispatch_pystub(f"panoptic2::{name}", "") == ("panoptic2.ops._fake", "")
-    for name in ("group_pixels", "merge_semantic_and_instance"):
+    for name in FAKE_OPS:
         entry = torch._library.simple_registry.singleton.find(f"panoptic2::{name}")
         assert entry.fake_impl.kernel is not None
         assert entry.fake_impl.kernel.source.startswith(_fake.__file__ + ":")

@@ -255,6 +255,201 @@ def test_opcheck_cuda():
 
 
 # --------------------------------------------------------------------------------------------
+# The fused CPU kernel (centers + grouping + merge) against the reference steps.
+# --------------------------------------------------------------------------------------------
+
+
+def _fused_and_reference(
+    sem: torch.Tensor,
+    heat: torch.Tensor,
+    offsets: torch.Tensor,
+    thing_mask: torch.Tensor | None,
+    is_thing_class: torch.Tensor,
+    nms_kernel: int = 3,
+    top_k: int | None = None,
+    stuff_area: int = 3,
+    threshold: float = 0.1,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(panoptic, centers) of the fused op and of the reference steps, label_divisor 1000."""
+    fused = ops.panoptic_deeplab_postprocess(
+        sem, heat, offsets, thing_mask, is_thing_class, threshold, nms_kernel, top_k, 1000,
+        stuff_area, 255,
+    )  # fmt: skip
+    centers = find_instance_center(heat, threshold, nms_kernel, top_k)
+    mask = is_thing_class[sem] if thing_mask is None else thing_mask
+    ins = group_pixels_reference(centers, offsets, mask)
+    things = torch.nonzero(is_thing_class).flatten().tolist()
+    pan = merge_semantic_and_instance_reference(sem, ins, mask, things, 1000, stuff_area, 255)
+    return fused, (pan, centers)
+
+
+def _assert_fused_matches(*args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    (pan, centers), (ref_pan, ref_centers) = _fused_and_reference(*args, **kwargs)
+    assert torch.equal(centers, ref_centers)
+    assert torch.equal(pan, ref_pan)
+    return pan, centers
+
+
+def _synthetic(height, width, num_instances, seed=0, sigma=3.0, num_classes=19):
+    things = list(range(11, 19)) if num_classes == 19 else list(range(0, num_classes, 2))
+    data = make_panoptic_deeplab_outputs(
+        height, width, num_classes, things, num_instances, seed=seed, sigma=sigma
+    )
+    table = torch.zeros(num_classes, dtype=torch.bool)
+    table[things] = True
+    return data["sem_seg"][0], data["center_heatmap"][0], data["offsets"], table
+
+
+@needs_ops
+@pytest.mark.parametrize("top_k", [None, 1, 3, 200])
+@pytest.mark.parametrize("given_mask", [False, True])
+@pytest.mark.parametrize("size", [(33, 47), (1, 1), (1, 40), (37, 1), (64, 97)])
+def test_fused_kernel_matches_reference_steps(size, given_mask, top_k):
+    sem, heat, offsets, table = _synthetic(*size, num_instances=12, seed=size[0] + size[1])
+    mask = None
+    if given_mask:
+        gen = torch.Generator().manual_seed(1)
+        mask = torch.rand(size, generator=gen) < 0.5
+    _assert_fused_matches(sem, heat, offsets, mask, table, nms_kernel=5, top_k=top_k)
+
+
+@needs_ops
+@pytest.mark.parametrize("num_peaks", [0, 1, 200])
+def test_fused_kernel_zero_one_and_many_centers(num_peaks):
+    # Isolated peaks at distinct random pixels (nms_kernel 1): exactly num_peaks centers.
+    gen = torch.Generator().manual_seed(num_peaks)
+    height, width = 45, 61
+    sem = torch.randint(0, 6, (height, width), generator=gen)
+    table = torch.tensor([False, False, True, True, False, True])
+    heat = torch.zeros(height, width)
+    heat.view(-1)[torch.randperm(height * width, generator=gen)[:num_peaks]] = 0.5
+    offsets = torch.randn(2, height, width, generator=gen) * 4
+    _, centers = _assert_fused_matches(sem, heat, offsets, None, table, nms_kernel=1)
+    assert centers.shape == (num_peaks, 2)
+
+
+@needs_ops
+@pytest.mark.parametrize("spacing", [1, 2, 3, 8])
+def test_fused_kernel_ties_at_equal_distance_go_to_the_first_center(spacing):
+    # Centers on a lattice (index order is row-major, not the order of any scan); every vote
+    # lands on a midpoint between lattice rows, and in every other column also between
+    # lattice columns: each has 2 or 4 nearest centers at exactly equal float32 distances.
+    # 1 x 3, 5 x 7 and 15 x 15 lattices run both the exhaustive and the grid search.
+    for rows, cols in ((1, 3), (5, 7), (15, 15)):
+        height, width = (rows - 1) * spacing + 1, (cols - 1) * spacing + 1
+        heat = torch.zeros(height, width)
+        heat[::spacing, ::spacing] = 0.9
+        sem = torch.ones(height, width, dtype=torch.long)
+        table = torch.tensor([False, True])
+        ys, xs = torch.arange(height), torch.arange(width)
+        vote_y = (ys // spacing).clamp(max=max(rows - 2, 0)) * spacing
+        vote_y = vote_y + (0.5 * spacing if rows > 1 else 0.0)
+        vote_x = (xs // spacing).clamp(max=cols - 2) * spacing
+        vote_x = torch.where((xs // spacing) % 2 == 0, vote_x + 0.5 * spacing, vote_x)
+        offsets = torch.stack(
+            [
+                (vote_y - ys)[:, None].expand(height, width),
+                (vote_x - xs)[None, :].expand(height, width),
+            ]
+        ).float()
+        pan, centers = _assert_fused_matches(
+            sem, heat, offsets, None, table, nms_kernel=1, stuff_area=0
+        )
+        assert centers.shape[0] == rows * cols
+        # The case has ties: votes with several centers at the smallest distance.
+        votes = torch.stack([ys[:, None] + offsets[0], xs[None, :] + offsets[1]], -1)
+        distance = ((votes.reshape(-1, 1, 2) - centers.float()) ** 2).sum(-1)
+        ties = (distance == distance.min(1, keepdim=True).values).sum(1)
+        assert (ties >= 2).float().mean() > 0.4
+
+
+@needs_ops
+def test_fused_kernel_centers_at_borders_and_offsets_outside_the_image():
+    gen = torch.Generator().manual_seed(3)
+    height, width = 23, 31
+    heat = torch.zeros(height, width)
+    for y, x in ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1), (0, 15)):
+        heat[y, x] = 0.8
+    for count in (5, 40):  # the exhaustive search (<= 4 kept after top_k) and the grid
+        extra = torch.randperm(height * width, generator=gen)[:count]
+        heat.view(-1)[extra] = torch.rand(count, generator=gen) * 0.5 + 0.2
+        sem = torch.randint(0, 4, (height, width), generator=gen)
+        table = torch.tensor([True, False, True, False])
+        offsets = torch.randn(2, height, width, generator=gen) * 50  # far outside
+        offsets[0, 0, :5] = torch.tensor([1e30, -1e30, float("inf"), float("-inf"), float("nan")])
+        offsets[1, 1, :3] = torch.tensor([3e38, float("nan"), float("inf")])
+        for top_k in (None, 4):
+            _assert_fused_matches(sem, heat, offsets, None, table, nms_kernel=3, top_k=top_k)
+
+
+@needs_ops
+def test_fused_kernel_heatmap_nan_inf_and_plateaus():
+    heat = torch.zeros(9, 11)
+    heat[1, 1] = heat[1, 2] = 0.7  # a plateau: both are centers
+    heat[4, 4] = float("inf")
+    heat[7, 8] = float("nan")  # suppresses its neighbours
+    heat[7, 9] = 0.9
+    heat[4, 9] = 0.1  # at the threshold: not above it
+    sem = torch.full((9, 11), 2, dtype=torch.long)
+    table = torch.tensor([False, False, True])
+    offsets = torch.zeros(2, 9, 11)
+    for kernel in (1, 3, 5, 31):
+        _assert_fused_matches(sem, heat, offsets, None, table, nms_kernel=kernel)
+
+
+@needs_ops
+def test_fused_kernel_many_centers_and_classes_with_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sem, heat, offsets, table = _synthetic(96, 130, 500, sigma=1.0, num_classes=300)
+        _, centers = _assert_fused_matches(sem, heat, offsets, None, table, nms_kernel=1)
+        assert centers.shape[0] > 256 and int(sem.max()) > 256
+        sem, heat, offsets, table = _synthetic(200, 300, 60, seed=1, sigma=2.0)
+        mask = torch.rand(200, 300, generator=torch.Generator().manual_seed(0)) < 0.5
+        _assert_fused_matches(sem, heat, offsets, mask, table, nms_kernel=3, stuff_area=50)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@needs_ops
+def test_fused_kernel_rejects_bad_inputs():
+    table = torch.zeros(3, dtype=torch.bool)
+    heat = torch.zeros(1, 2)
+    offsets = torch.zeros(2, 1, 2)
+    with pytest.raises(RuntimeError, match=r"sem_seg value 7 at \(0, 1\) is outside \[0, 3\)"):
+        ops.panoptic_deeplab_postprocess(
+            torch.tensor([[0, 7]]), heat, offsets, None, table, 0.1, 3, None, 10, 0, -1
+        )
+    with pytest.raises(RuntimeError, match="nms_kernel must be a positive odd"):
+        ops.panoptic_deeplab_postprocess(
+            torch.tensor([[0, 1]]), heat, offsets, None, table, 0.1, 4, None, 10, 0, -1
+        )
+
+
+@needs_ops
+def test_opcheck_fused_kernel():
+    sem, heat, offsets, table = _synthetic(33, 47, 12)
+    op = torch.ops.panoptic2.panoptic_deeplab_postprocess.default
+    for mask, top_k in ((None, 200), (table[sem], None)):
+        torch.library.opcheck(op, (sem, heat, offsets, mask, table, 0.1, 5, top_k, 1000, 10, 255))
+
+
+def test_fused_kernel_needs_cpu_and_the_extension(monkeypatch):
+    monkeypatch.setattr(extension, "has_ops", lambda: True)
+    assert ops.uses_fused_kernel(torch.device("cpu"))
+    assert ops.uses_fused_kernel(torch.device("meta"))
+    assert not ops.uses_fused_kernel(torch.device("cuda"))
+    monkeypatch.setattr(extension, "has_ops", lambda: False)
+    assert not ops.uses_fused_kernel(torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="no fused kernel"):
+        ops.panoptic_deeplab_postprocess(
+            torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1), torch.zeros(2, 1, 1), None,
+            torch.zeros(1, dtype=torch.bool), 0.1, 3, None, 10, 0, -1,
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
 # The wrappers: kernel or reference, decided at each call.
 # --------------------------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-// CPU kernels of Panoptic-DeepLab post-processing: center grouping and majority-vote merge.
+// CPU kernels of Panoptic-DeepLab post-processing: center grouping, majority-vote merge, and
+// panoptic_deeplab_postprocess, which does center finding, grouping and merge of one image
+// reading each input map once.
 //
-// Both must give exactly the outputs of the PyTorch reference
-// (panoptic2/ops/_reference.py) and of the CUDA kernels, so every float
+// All must give exactly the outputs of the PyTorch reference
+// (panoptic2/ops/_reference.py, find_instance_center) and of the CUDA kernels, so every float
 // operation below is written as its own statement, in the reference's order, and rounds to
-// float32 on its own (torch builds extensions with -std=c++17, where GCC does not contract
+// float32 on its own (torch builds extensions with an ISO -std=c++NN, where GCC does not contract
 // a * b + c into an FMA across statements, and clang never does).
 
 #include <ATen/ATen.h>
@@ -11,10 +13,18 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
-#include <numeric>
+#include <memory>
+#include <optional>
+#include <tuple>
 #include <vector>
+
+#include "cpu/claimed_parallel_for.h"
+#include "cpu/instance_centers.h"
+#include "cpu/nearest_center.h"
+#include "cpu/panoptic_labels.h"
 
 namespace panoptic2 {
 namespace {
@@ -53,86 +63,23 @@ at::Tensor group_pixels_cpu(const at::Tensor& centers, const at::Tensor& offsets
   if (num_centers == 0 || height * width == 0) {
     return out;
   }
-
-  // Centers sorted by (y, index): a pixel scans outwards from its own row and stops in each
-  // direction once the y term alone exceeds the best distance. fl(cy - py) is monotonic in
-  // cy and fl(yy + xx) >= yy for xx >= 0, so every skipped center is strictly farther than
-  // the best one: the result equals the exhaustive scan, ties included (smaller index wins).
   const at::Tensor centers_c = centers.contiguous();
-  const int64_t* c_ptr = centers_c.data_ptr<int64_t>();
-  std::vector<int64_t> order(num_centers);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return c_ptr[2 * a] < c_ptr[2 * b]; });
-  std::vector<float> sorted_y(num_centers);
-  std::vector<float> sorted_x(num_centers);
-  for (int64_t j = 0; j < num_centers; ++j) {
-    sorted_y[j] = static_cast<float>(c_ptr[2 * order[j]]);
-    sorted_x[j] = static_cast<float>(c_ptr[2 * order[j] + 1]);
-  }
-
+  const cpu::NearestCenters nearest(centers_c.data_ptr<int64_t>(), num_centers, height, width);
   const at::Tensor offsets_c = offsets.contiguous();
   const at::Tensor mask_c = thing_mask.contiguous();
   const float* dy_ptr = offsets_c.data_ptr<float>();
   const float* dx_ptr = dy_ptr + height * width;
   const bool* mask_ptr = mask_c.data_ptr<bool>();
   int64_t* out_ptr = out.data_ptr<int64_t>();
-
   at::parallel_for(0, height, 1, [&](int64_t row_begin, int64_t row_end) {
     for (int64_t y = row_begin; y < row_end; ++y) {
-      int64_t prev_sorted = -1; // sorted position of the previous thing pixel's center
       for (int64_t x = 0; x < width; ++x) {
         const int64_t p = y * width + x;
-        if (!mask_ptr[p]) {
-          continue;
+        if (mask_ptr[p]) {
+          const float py = static_cast<float>(y) + dy_ptr[p];
+          const float px = static_cast<float>(x) + dx_ptr[p];
+          out_ptr[p] = nearest.nearest(py, px) + 1;
         }
-        const float py = static_cast<float>(y) + dy_ptr[p];
-        const float px = static_cast<float>(x) + dx_ptr[p];
-        float best = std::numeric_limits<float>::infinity();
-        int64_t best_index = 0; // also the answer when every distance is inf or NaN
-        auto distance = [&](int64_t j) -> float {
-          const float ey = sorted_y[j] - py;
-          const float ex = sorted_x[j] - px;
-          return ey * ey + ex * ex;
-        };
-        // Neighbouring pixels usually share their nearest center: starting from the
-        // previous pixel's, a real candidate, bounds the scan from the first visit. The
-        // result is unchanged: the scan below still visits every center that could be
-        // nearer or tie (the seed itself included, so ties still go to the smaller index).
-        if (prev_sorted >= 0) {
-          const float d = distance(prev_sorted);
-          // Only a finite seed: with every distance inf or NaN the answer stays index 0.
-          if (d < std::numeric_limits<float>::infinity()) {
-            best = d;
-            best_index = order[prev_sorted];
-          }
-        }
-        int64_t best_sorted = prev_sorted;
-        auto visit = [&](int64_t j) -> bool {
-          const float ey = sorted_y[j] - py;
-          const float yy = ey * ey;
-          if (yy > best) {
-            return false;
-          }
-          const float ex = sorted_x[j] - px;
-          const float xx = ex * ex;
-          const float d = yy + xx;
-          const int64_t index = order[j];
-          if (d < best || (d == best && index < best_index)) {
-            best = d;
-            best_index = index;
-            best_sorted = j;
-          }
-          return true;
-        };
-        const int64_t start =
-            std::lower_bound(sorted_y.begin(), sorted_y.end(), py) - sorted_y.begin();
-        for (int64_t j = start; j < num_centers && visit(j); ++j) {
-        }
-        for (int64_t j = start - 1; j >= 0 && visit(j); --j) {
-        }
-        out_ptr[p] = best_index + 1;
-        prev_sorted = best == std::numeric_limits<float>::infinity() ? -1 : best_sorted;
       }
     }
   });
@@ -203,23 +150,11 @@ at::Tensor merge_semantic_and_instance_cpu(const at::Tensor& sem_seg, const at::
     }
   }
 
-  // Majority vote (first maximum = smaller class on ties), then per-class numbering in
-  // center order; an instance without thing pixels keeps label -1 and takes no number.
-  std::vector<int64_t> instance_label(num_instances + 1, -1);
-  std::vector<int64_t> next_number(num_classes, 0);
-  for (int64_t k = 1; k <= num_instances; ++k) {
-    const int64_t* row = hist.data() + k * num_classes;
-    const int64_t best = std::max_element(row, row + num_classes) - row;
-    if (row[best] > 0) {
-      instance_label[k] = best * label_divisor + ++next_number[best];
-    }
-  }
-  std::vector<int64_t> class_label(num_classes, void_label);
-  for (int64_t c = 0; c < num_classes; ++c) {
-    if (!is_thing[c] && hist[c] >= stuff_area) {
-      class_label[c] = c * label_divisor;
-    }
-  }
+  const cpu::PanopticLabels labels =
+      cpu::panoptic_labels(hist.data(), num_instances, num_classes, is_thing, label_divisor,
+                           stuff_area, void_label);
+  const std::vector<int64_t>& instance_label = labels.instance;
+  const std::vector<int64_t>& class_label = labels.stuff;
 
   int64_t* out_ptr = out.data_ptr<int64_t>();
   at::parallel_for(0, num_pixels, 1 << 14, [&](int64_t begin, int64_t end) {
@@ -231,11 +166,198 @@ at::Tensor merge_semantic_and_instance_cpu(const at::Tensor& sem_seg, const at::
   return out;
 }
 
+// Rows per block of the grouping pass; the threads claim blocks one at a time (instances
+// are not spread evenly, and other processes may slow one thread).
+constexpr int64_t kBlockRows = 4;
+
+// Copies of each part's class counts outside instances, filled in turn by x: consecutive
+// pixels of one class then add to different counters instead of waiting on one.
+constexpr int64_t kStuffCopies = 4;
+
+// Grouping and counting of one image: writes each pixel's code (k in 1..K for a thing pixel
+// of instance k, K + 1 + c for any other pixel of class c) and adds its class to row k or
+// row 0 of `counts` ((K + 1) x C). The instance rows of the parts are private when they fit
+// in kMaxPartialCells; otherwise all parts add to one copy atomically.
+template <typename Code>
+void group_and_count(const int64_t* sem, const float* offsets, const bool* thing_mask,
+                     const bool* is_thing_class, int64_t height, int64_t width,
+                     int64_t num_classes, const cpu::NearestCenters& nearest, Code* codes,
+                     std::vector<int64_t>& counts) {
+  const int64_t num_pixels = height * width;
+  const int64_t num_centers = nearest.num_centers();
+  const int64_t instance_cells = num_centers * num_classes; // rows 1..K
+  const int64_t stuff_cells = kStuffCopies * num_classes;
+  const int64_t num_blocks = (height + kBlockRows - 1) / kBlockRows;
+  const int64_t parts = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(), num_pixels / kMinPixelsPerPartial));
+  const bool shared = parts > 1 && parts * instance_cells > kMaxPartialCells;
+  std::vector<int64_t> partial(parts * (stuff_cells + (shared ? 0 : instance_cells)), 0);
+  std::unique_ptr<std::atomic<int64_t>[]> shared_counts(
+      shared ? new std::atomic<int64_t>[instance_cells]() : nullptr);
+  const float* dy = offsets;
+  const float* dx = offsets + num_pixels;
+  cpu::claimed_parallel_for(num_blocks, parts, [&](int64_t part, int64_t block) {
+    int64_t* stuff = partial.data() + part * (stuff_cells + (shared ? 0 : instance_cells));
+    // Row k of the instance counts starts at (k - 1) * C.
+    int64_t* own = stuff + stuff_cells - num_classes;
+    const int64_t y_end = std::min((block + 1) * kBlockRows, height);
+    for (int64_t y = block * kBlockRows; y < y_end; ++y) {
+      for (int64_t x = 0; x < width; ++x) {
+        const int64_t p = y * width + x;
+        const int64_t c = sem[p];
+        TORCH_CHECK(c >= 0 && c < num_classes, "panoptic2::panoptic_deeplab_postprocess: "
+                    "sem_seg value ", c, " at (", y, ", ", x, ") is outside [0, ",
+                    num_classes, ")");
+        const bool thing = thing_mask != nullptr ? thing_mask[p] : is_thing_class[c];
+        if (thing && num_centers > 0) {
+          const float py = static_cast<float>(y) + dy[p];
+          const float px = static_cast<float>(x) + dx[p];
+          const int64_t k = nearest.nearest(py, px) + 1;
+          codes[p] = static_cast<Code>(k);
+          if (shared) {
+            shared_counts[(k - 1) * num_classes + c].fetch_add(1, std::memory_order_relaxed);
+          } else {
+            ++own[k * num_classes + c];
+          }
+        } else {
+          codes[p] = static_cast<Code>(num_centers + 1 + c);
+          ++stuff[(x % kStuffCopies) * num_classes + c];
+        }
+      }
+    }
+  });
+  counts.assign((num_centers + 1) * num_classes, 0);
+  for (int64_t part = 0; part < parts; ++part) {
+    const int64_t* stuff = partial.data() + part * (stuff_cells + (shared ? 0 : instance_cells));
+    for (int64_t i = 0; i < stuff_cells; ++i) {
+      counts[i % num_classes] += stuff[i];
+    }
+    for (int64_t i = 0; !shared && i < instance_cells; ++i) {
+      counts[num_classes + i] += stuff[stuff_cells + i];
+    }
+  }
+  for (int64_t i = 0; shared && i < instance_cells; ++i) {
+    counts[num_classes + i] = shared_counts[i].load(std::memory_order_relaxed);
+  }
+}
+
+// The panoptic labels of the codes written by group_and_count.
+template <typename Code>
+void paint(const Code* codes, int64_t num_pixels, const std::vector<int64_t>& lookup,
+           int64_t* out) {
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  const int64_t num_chunks = (num_pixels + kChunk - 1) / kChunk;
+  cpu::claimed_parallel_for(num_chunks, cpu::claim_workers(num_chunks),
+                            [&](int64_t /*worker*/, int64_t chunk) {
+                              const int64_t end = std::min(num_pixels, (chunk + 1) * kChunk);
+                              for (int64_t p = chunk * kChunk; p < end; ++p) {
+                                out[p] = lookup[codes[p]];
+                              }
+                            });
+}
+
+template <typename Code>
+void group_and_merge(const int64_t* sem, const float* offsets, const bool* thing_mask,
+                     const bool* is_thing_class, int64_t height, int64_t width,
+                     int64_t num_classes, const cpu::NearestCenters& nearest,
+                     int64_t label_divisor, int64_t stuff_area, int64_t void_label,
+                     int64_t* out) {
+  const int64_t num_pixels = height * width;
+  const int64_t num_centers = nearest.num_centers();
+  // Every code is written by group_and_count: no zero fill.
+  const std::unique_ptr<Code[]> codes(new Code[num_pixels]);
+  std::vector<int64_t> counts;
+  group_and_count(sem, offsets, thing_mask, is_thing_class, height, width, num_classes,
+                  nearest, codes.get(), counts);
+  const cpu::PanopticLabels labels =
+      cpu::panoptic_labels(counts.data(), num_centers, num_classes, is_thing_class,
+                           label_divisor, stuff_area, void_label);
+  std::vector<int64_t> lookup(labels.instance);
+  lookup.insert(lookup.end(), labels.stuff.begin(), labels.stuff.end());
+  paint(codes.get(), num_pixels, lookup, out);
+}
+
+std::tuple<at::Tensor, at::Tensor> panoptic_deeplab_postprocess_cpu(
+    const at::Tensor& sem_seg, const at::Tensor& center_heatmap, const at::Tensor& offsets,
+    const std::optional<at::Tensor>& thing_mask, const at::Tensor& is_thing_class,
+    double threshold, int64_t nms_kernel, std::optional<int64_t> top_k, int64_t label_divisor,
+    int64_t stuff_area, int64_t void_label) {
+  constexpr const char* kOp = "panoptic2::panoptic_deeplab_postprocess";
+  TORCH_CHECK(sem_seg.dim() == 2, kOp, ": sem_seg must be (H, W), got ", sem_seg.sizes());
+  const int64_t height = sem_seg.size(0);
+  const int64_t width = sem_seg.size(1);
+  check_map(sem_seg, "sem_seg", at::kLong, height, width);
+  check_map(center_heatmap, "center_heatmap", at::kFloat, height, width);
+  TORCH_CHECK(offsets.dim() == 3 && offsets.size(0) == 2 && offsets.size(1) == height &&
+                  offsets.size(2) == width,
+              kOp, ": offsets must have shape (2, ", height, ", ", width, "), got ",
+              offsets.sizes());
+  TORCH_CHECK(offsets.scalar_type() == at::kFloat, kOp, ": offsets must be float32, got ",
+              offsets.scalar_type());
+  if (thing_mask.has_value()) {
+    check_map(*thing_mask, "thing_mask", at::kBool, height, width);
+  }
+  TORCH_CHECK(is_thing_class.dim() == 1 && is_thing_class.scalar_type() == at::kBool, kOp,
+              ": is_thing_class must be a (C,) bool tensor, got ", is_thing_class.sizes(), " ",
+              is_thing_class.scalar_type());
+  TORCH_CHECK(nms_kernel >= 1 && nms_kernel % 2 == 1, kOp,
+              ": nms_kernel must be a positive odd number, got ", nms_kernel);
+  TORCH_CHECK(!top_k.has_value() || *top_k >= 1, kOp, ": top_k must be >= 1 or None, got ",
+              top_k.value_or(0));
+  // As F.threshold does: the threshold is compared in the heatmap's dtype.
+  const float threshold_f = c10::Scalar(threshold).to<float>();
+
+  const at::Tensor heatmap_c = center_heatmap.contiguous();
+  const std::vector<cpu::Peak> peaks = cpu::find_peaks(
+      heatmap_c.data_ptr<float>(), height, width, threshold_f, nms_kernel, top_k);
+  const int64_t num_centers = static_cast<int64_t>(peaks.size());
+  at::Tensor centers = at::empty({num_centers, 2}, sem_seg.options());
+  int64_t* centers_ptr = centers.data_ptr<int64_t>();
+  for (int64_t j = 0; j < num_centers; ++j) {
+    centers_ptr[2 * j] = peaks[j].y;
+    centers_ptr[2 * j + 1] = peaks[j].x;
+  }
+
+  at::Tensor out = at::empty({height, width}, sem_seg.options());
+  const int64_t num_pixels = height * width;
+  if (num_pixels == 0) {
+    return {out, centers};
+  }
+  const int64_t num_classes = is_thing_class.size(0);
+  const at::Tensor sem_c = sem_seg.contiguous();
+  const at::Tensor offsets_c = offsets.contiguous();
+  const at::Tensor is_thing_c = is_thing_class.contiguous();
+  at::Tensor mask_c;
+  if (thing_mask.has_value()) {
+    mask_c = thing_mask->contiguous();
+  }
+  const bool* mask_ptr = mask_c.defined() ? mask_c.data_ptr<bool>() : nullptr;
+  const cpu::NearestCenters nearest(centers_ptr, num_centers, height, width);
+  // The narrowest code type that holds K + 1 + C codes: the codes are the one map written
+  // and read back between the passes.
+  const int64_t num_codes = num_centers + 1 + num_classes;
+  auto run = [&](auto code_type) {
+    using Code = decltype(code_type);
+    group_and_merge<Code>(sem_c.data_ptr<int64_t>(), offsets_c.data_ptr<float>(), mask_ptr,
+                          is_thing_c.data_ptr<bool>(), height, width, num_classes, nearest,
+                          label_divisor, stuff_area, void_label, out.data_ptr<int64_t>());
+  };
+  if (num_codes <= int64_t{1} << 16) {
+    run(uint16_t{});
+  } else if (num_codes <= int64_t{1} << 32) {
+    run(uint32_t{});
+  } else {
+    run(uint64_t{});
+  }
+  return {out, centers};
+}
+
 } // namespace
 
 TORCH_LIBRARY_IMPL(panoptic2, CPU, m) {
   m.impl("group_pixels", &group_pixels_cpu);
   m.impl("merge_semantic_and_instance", &merge_semantic_and_instance_cpu);
+  m.impl("panoptic_deeplab_postprocess", &panoptic_deeplab_postprocess_cpu);
 }
 
 } // namespace panoptic2

@@ -3,8 +3,10 @@
 The functions keep Detectron2's ``panoptic_deeplab/post_processing.py`` names, signatures
 and semantics, so ported code runs unchanged; they validate their inputs, and grouping and
 merging then run in :mod:`panoptic2.ops` (the compiled ``panoptic2._C`` kernels on CPU and
-CUDA when available, otherwise the PyTorch reference, with identical outputs). Center
-finding is plain PyTorch on every device. See :func:`get_panoptic_segmentation` for the exact
+CUDA when available, otherwise the PyTorch reference, with identical outputs).
+:func:`find_instance_center` is plain PyTorch; on CPU with ``_C``, :func:`panoptic_from_maps`
+(and so :func:`get_panoptic_segmentation`) runs centers, grouping and merge in one fused
+kernel with the same outputs. See :func:`get_panoptic_segmentation` for the exact
 rules.
 """
 
@@ -72,6 +74,17 @@ def _class_table(
     return is_thing_class.to(sem_seg.device), num_classes
 
 
+def _check_center_rule(
+    func: str, heatmap: torch.Tensor, nms_kernel: int, top_k: int | None
+) -> None:
+    if not heatmap.is_floating_point():
+        raise TypeError(f"{func}: center_heatmap must be floating point, got {heatmap.dtype}")
+    if nms_kernel < 1 or nms_kernel % 2 == 0:
+        raise ValueError(f"{func}: nms_kernel must be a positive odd number, got {nms_kernel}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"{func}: top_k must be >= 1 or None, got {top_k}")
+
+
 def find_instance_center(
     center_heatmap: torch.Tensor,
     threshold: float = 0.1,
@@ -99,12 +112,7 @@ def find_instance_center(
     """
     func = "find_instance_center"
     heatmap = _as_map(center_heatmap, "center_heatmap", func)
-    if not heatmap.is_floating_point():
-        raise TypeError(f"{func}: center_heatmap must be floating point, got {heatmap.dtype}")
-    if nms_kernel < 1 or nms_kernel % 2 == 0:
-        raise ValueError(f"{func}: nms_kernel must be a positive odd number, got {nms_kernel}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"{func}: top_k must be >= 1 or None, got {top_k}")
+    _check_center_rule(func, heatmap, nms_kernel, top_k)
     heatmap = F.threshold(heatmap, threshold, -1.0)
     heatmap = torch.where(heatmap == _max_pool_same(heatmap, nms_kernel), heatmap, -1.0)
     centers = torch.nonzero(heatmap > 0)
@@ -260,8 +268,11 @@ def panoptic_from_maps(
 
     Nothing is checked and nothing is copied to the host, so ``torch.compile``
     (``fullgraph=True``) and ``torch.export`` trace it whole: the number of centers K is a
-    data-dependent size, and grouping and merging go through the ops' fake kernels. The
-    caller guarantees what :func:`get_panoptic_segmentation` would have checked.
+    data-dependent size, and the ops run through their fake kernels. On CPU with ``_C`` and
+    a float32 heatmap, one fused kernel does all three steps
+    (:func:`panoptic2.ops.panoptic_deeplab_postprocess`); otherwise centers are found in
+    PyTorch and grouping and merging run in their own ops. The caller guarantees what
+    :func:`get_panoptic_segmentation` would have checked.
 
     Args:
         sem: (H, W) int64 class ids in [0, C).
@@ -276,6 +287,22 @@ def panoptic_from_maps(
     Returns:
         ``(panoptic, centers)``: (H, W) int64 labels and (K, 2) int64 centers (y, x).
     """
+    if heatmap.dtype == torch.float32 and ops.uses_fused_kernel(sem.device):
+        # One CPU kernel for all three steps: each map is read once, and no int64 (H, W)
+        # intermediate (instance ids, thing mask) is written and read back.
+        return ops.panoptic_deeplab_postprocess(
+            sem,
+            heatmap,
+            offsets.to(torch.float32),
+            None if foreground is None else foreground != 0,
+            is_thing_class,
+            threshold,
+            nms_kernel,
+            top_k,
+            label_divisor,
+            stuff_area,
+            void_label,
+        )
     if foreground is not None:
         thing_mask = foreground != 0
     elif is_thing_class.numel() > 0:
@@ -351,6 +378,7 @@ def get_panoptic_segmentation_batched(
         _check_device(func, sem_seg.device, **{name: given[name]})
     if not offsets.is_floating_point():
         raise TypeError(f"{func}: offsets must be floating point, got {offsets.dtype}")
+    _check_center_rule(func, center_heatmap, nms_kernel, top_k)
     is_thing_class, _ = _class_table(sem_seg, thing_ids, func)
     sem = sem_seg.to(torch.int64)
     results = [
@@ -371,6 +399,8 @@ def get_panoptic_segmentation_batched(
     ]
     if not results:
         return sem.new_empty((0, height, width)), []
+    if n == 1:  # a view of the one fresh map: no copy of (H, W) labels
+        return results[0][0][None], [results[0][1]]
     return torch.stack([p for p, _ in results]), [c for _, c in results]
 
 

@@ -183,6 +183,5 @@ def test_panoptic_from_maps_compiles_as_one_graph_through_the_fake_kernels():
     graphs = [g for g in counter.graphs if any(n.op == "call_function" for n in g.graph.nodes)]
     assert len(graphs) == 1
     called = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
-    assert {"panoptic2.group_pixels.default", "panoptic2.merge_semantic_and_instance.default"} <= {
-        c.split("'")[-2] if "'" in c else c for c in called
-    } or any("group_pixels" in c for c in called)
+    # On CPU the graph runs the fused kernel (through its fake kernel while tracing).
+    assert any(c.startswith("panoptic2.panoptic_deeplab_postprocess") for c in called)
