@@ -15,6 +15,8 @@ from panoptic2.testing.synthetic import make_panoptic_deeplab_outputs
 
 THINGS = list(range(11, 19))
 
+_TORCH_2_9 = torch.__version__.startswith("2.9.")
+
 
 @pytest.fixture(params=["kernels", "fallback"])
 def backend(request, monkeypatch):
@@ -181,7 +183,10 @@ def test_panoptic_from_maps_compiles_as_one_graph_through_the_fake_kernels():
         assert torch.equal(pan, expected[0]) and torch.equal(got_centers, centers[0])
         assert len(pan.unique()) > 5
     graphs = [g for g in counter.graphs if any(n.op == "call_function" for n in g.graph.nodes)]
-    assert len(graphs) == 1
-    called = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
-    # On CPU the graph runs the fused kernel (through its fake kernel while tracing).
-    assert any(c.startswith("panoptic2.panoptic_deeplab_postprocess") for c in called)
+    # torch 2.9's Dynamo compiles the first call with static sizes and recompiles once with
+    # symbolic ones; torch 2.14's starts symbolic. No graph break either way (fullgraph).
+    assert len(graphs) == (2 if _TORCH_2_9 else 1)
+    for graph in graphs:
+        called = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+        # On CPU the graph runs the fused kernel (through its fake kernel while tracing).
+        assert any(c.startswith("panoptic2.panoptic_deeplab_postprocess") for c in called)
