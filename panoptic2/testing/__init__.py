@@ -4,4 +4,5 @@
   importing it registers its pieces.
 * :mod:`.synthetic`: synthetic Panoptic-DeepLab network outputs for post-processing tests.
 * :mod:`.references`: plain reference implementations the fast code is compared with.
+* :mod:`.processes`: running code in a fresh interpreter (what a module imports).
 """

@@ -10,6 +10,7 @@ from panoptic2.evaluation import (
     DatasetEvaluators,
     build_evaluator,
 )
+from panoptic2.testing.processes import run_fresh_python
 
 
 class _Constant(DatasetEvaluator):
@@ -63,9 +64,6 @@ def test_two_evaluators_for_one_task_is_an_error():
 def test_builtin_evaluators_register_on_first_search_in_a_fresh_process():
     """The package imports its evaluators lazily; the registry's locations still find them,
     and every public name of the package resolves."""
-    import os
-    import subprocess
-    import sys
 
     code = (
         "import sys\n"
@@ -81,9 +79,7 @@ def test_builtin_evaluators_register_on_first_search_in_a_fresh_process():
         "    getattr(evaluation, name)\n"
         "assert evaluation.COCOEvaluator is EVALUATOR_REGISTRY.get('COCOEvaluator')\n"
     )
-    root = os.path.join(os.path.dirname(__file__), "..", "..")
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = run_fresh_python(code)
     assert proc.returncode == 0, proc.stderr
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         import panoptic2.evaluation

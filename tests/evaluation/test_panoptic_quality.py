@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 from collections import defaultdict
 
 import numpy as np
@@ -27,6 +25,7 @@ from panoptic2.evaluation.panoptic_quality import (
     pq_stat_single_image,
 )
 from panoptic2.ops import segments
+from panoptic2.testing.processes import run_fresh_python
 
 from .pq_reference import (
     CATEGORIES,
@@ -455,7 +454,5 @@ def test_importing_the_module_needs_no_torch():
         "loaded = [m for m in heavy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    root = os.path.join(os.path.dirname(__file__), "..", "..")
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = run_fresh_python(code)
     assert proc.returncode == 0, proc.stderr

@@ -9,14 +9,13 @@ they nor the compiled module need torch.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import zlib
 
 import numpy as np
 import pytest
 
 from panoptic2.ops import count_segment_pairs, png_unfilter_to_ids, segments
+from panoptic2.testing.processes import run_fresh_python
 
 needs_kernels = pytest.mark.skipif(
     not segments.has_kernels(),
@@ -125,7 +124,5 @@ def test_segment_ops_do_not_import_torch() -> None:
         "    segments.png_unfilter_to_ids(bytes(7), 1, 2, 3)\n"
         "assert 'torch' not in sys.modules\n"
     )
-    root = os.path.join(os.path.dirname(__file__), "..", "..")
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = run_fresh_python(code)
     assert proc.returncode == 0, proc.stderr

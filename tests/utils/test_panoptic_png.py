@@ -7,10 +7,7 @@ OpenCV files check real-world encoders. Expected ids come from the arrays themse
 
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 import zlib
 
 import cv2
@@ -19,6 +16,7 @@ import pytest
 from PIL import Image
 
 from panoptic2.ops import segments
+from panoptic2.testing.processes import run_fresh_python
 from panoptic2.utils import panoptic_png
 from panoptic2.utils.panoptic_png import (
     decode_panoptic_png,
@@ -243,7 +241,5 @@ def test_reading_imports_neither_torch_nor_the_data_package(tmp_path):
         "loaded = [m for m in heavy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    root = os.path.join(os.path.dirname(__file__), "..", "..")
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = run_fresh_python(code)
     assert proc.returncode == 0, proc.stderr
