@@ -26,8 +26,9 @@ adds synthetic targets (ellipse instances over stuff bands) in each library's fo
 The runs interleave (Detectron2, panoptic2, panoptic2, Detectron2, ...) after one warm-up
 call each; the script prints medians and the ratios, and exits non-zero when the outputs
 differ: panoptic maps equal on fewer than 99.99 % of pixels, semantic logits further apart
-than 1e-4 (relative to their range), or other instances (count, classes, scores within
-1e-4, boxes within 1e-2 pixels).
+than 1e-4 (relative to their range), other instances (count, classes, scores within
+1e-4, boxes within 1e-2 pixels), or first training losses (same weights, batch and seed)
+further apart than 1e-4 relative.
 
 Detectron2 is not a dependency of panoptic2. To run this, build it from source beside the
 main environment, in a virtualenv that sees the same torch::
@@ -80,6 +81,8 @@ INSTALL = __doc__[__doc__.index("Detectron2 is not a dependency") :]
 
 PIXEL_AGREEMENT = 0.9999
 LOGIT_TOLERANCE = 1e-4
+# First training losses: same weights, batch and seed, so equal up to float rounding.
+LOSS_TOLERANCE = 1e-4
 SCORE_TOLERANCE = 1e-4
 BOX_TOLERANCE = 1e-2
 
@@ -232,6 +235,16 @@ def compare_logits(name: str, a: torch.Tensor, b: torch.Tensor, out: Mismatch) -
     if a.shape != b.shape or diff > LOGIT_TOLERANCE:
         out.append(f"{name}: semantic logits differ by {diff:.2e} of their range")
     return diff
+
+
+def compare_losses(name: str, d2: dict, ours: dict, out: Mismatch) -> None:
+    """Same loss names, each within LOSS_TOLERANCE (relative)."""
+    if set(d2) != set(ours):
+        out.append(f"{name}: losses {sorted(d2)} vs {sorted(ours)}")
+        return
+    for key, value in d2.items():
+        if abs(ours[key] - value) > LOSS_TOLERANCE * max(abs(value), 1e-8):
+            out.append(f"{name}: first {key} {value:.6g} (Detectron2) vs {ours[key]:.6g}")
 
 
 def compare_maps(name: str, a: torch.Tensor, b: torch.Tensor, out: Mismatch) -> float:
@@ -475,7 +488,10 @@ def panoptic_deeplab_case(height: int, width: int, batch_size: int, folder: str)
             cfg.INPUT.GAUSSIAN_SIGMA,
         )
         common = {"image": img, "height": height, "width": width}
-        d2_batch.append({**common, **targets})
+        # Detectron2's target generator gives center and offset weights as (1, H, W) (its
+        # losses broadcast them against (N, C, H, W) predictions); ours take (H, W).
+        d2_weights = {k: targets[k][None] for k in ("center_weights", "offset_weights")}
+        d2_batch.append({**common, **targets, **d2_weights})
         batch.append({**common, **targets, "center": targets["center"][None]})
 
     def check(d2_out, out, mismatch: Mismatch) -> dict[str, Any]:
@@ -516,7 +532,7 @@ def run_inference(case: Case, rounds: int, mismatch: Mismatch) -> dict[str, Any]
     return {"times": times, **details}
 
 
-def run_training(case: Case, rounds: int) -> dict[str, Any]:
+def run_training(case: Case, rounds: int, mismatch: Mismatch) -> dict[str, Any]:
     from detectron2.utils.events import EventStorage as D2EventStorage
 
     d2_step, step = timed_trainers(
@@ -533,6 +549,7 @@ def run_training(case: Case, rounds: int) -> dict[str, Any]:
             case.d2_model, case.d2_train_batch, case.model, case.train_batch
         )
         times = interleaved_times({"detectron2": d2_step, "panoptic2": step}, rounds=rounds)
+    compare_losses(case.name, d2_losses, losses, mismatch)
     return {"times": times, "first_losses": {"detectron2": d2_losses, "panoptic2": losses}}
 
 
@@ -540,7 +557,7 @@ def run_case(case: Case, args: argparse.Namespace, mismatch: Mismatch) -> dict[s
     """The figures ``--tasks`` asks for, each printed as soon as measured."""
     jobs = {
         "inference s/image": lambda: run_inference(case, args.rounds, mismatch),
-        "train s/iter": lambda: run_training(case, args.train_rounds),
+        "train s/iter": lambda: run_training(case, args.train_rounds, mismatch),
     }
     runs = {}
     for what, job in jobs.items():
