@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
 import os
 import re
 import shutil
@@ -198,18 +197,12 @@ def _torch_rows() -> list[tuple[str, str]]:
 def _xla_rows() -> list[tuple[str, str]]:
     """torch_xla's version, read from its package metadata without importing it (the import
     starts an XLA runtime); its devices too when this process has imported it already."""
-    if importlib.util.find_spec("torch_xla") is None:
+    from panoptic2.utils.xla import xla_installed_version
+
+    version = xla_installed_version()
+    if version is None:
         return []
-
-    def version() -> str:
-        for dist in ("torch_xla", "torch-xla"):
-            try:
-                return importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-        return "unknown"
-
-    rows = [("torch_xla", _safe(version))]
+    rows = [("torch_xla", version)]
     if "torch_xla" in sys.modules:
 
         def devices() -> str:
