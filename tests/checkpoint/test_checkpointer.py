@@ -34,19 +34,6 @@ class Custom:
         self.value = value
 
 
-@pytest.fixture
-def log(caplog):
-    """caplog that also works when another test's setup_logger stopped propagation."""
-    logger = logging.getLogger("panoptic2")
-    old_level = logger.level
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.INFO)
-    caplog.set_level(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(old_level)
-
-
 def _big_model(value: float) -> nn.Module:
     model = nn.Linear(1, 1)
     model.register_buffer("big", torch.full((BIG,), value))

@@ -31,18 +31,6 @@ SMALL_R18 = Arch(
 )
 
 
-@pytest.fixture
-def log(caplog):
-    logger = logging.getLogger("panoptic2")
-    old_level = logger.level
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.INFO)
-    caplog.set_level(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(old_level)
-
-
 def _cfg(family: str, arch: Arch, weights: str = ""):
     """The family's COCO config with the small widths and no dataset (no label space)."""
     opts = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", weights, "DATASETS.TRAIN", "[]"]

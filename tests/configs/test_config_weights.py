@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from urllib import error as urllib_error
 
 import numpy as np
 import pytest
@@ -16,22 +15,11 @@ import torch
 from panoptic2.config import load_config
 from panoptic2.engine import DefaultTrainer
 from panoptic2.model_zoo import get_config_file, list_configs
-from panoptic2.utils import url_handlers
 from panoptic2.utils.url_handlers import DownloadError, resolve_url
 
 REPO = Path(__file__).resolve().parents[2]
 PFPN = "coco/panoptic_fpn_R_50_1x.yaml"
 R50 = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
-
-
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib_error.URLError("network is unreachable")
-
-    monkeypatch.setattr(url_handlers.request, "urlopen", offline)
-    monkeypatch.setenv("PANOPTIC2_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 @pytest.mark.parametrize("name", [n for n in list_configs() if "Base-" not in Path(n).name])

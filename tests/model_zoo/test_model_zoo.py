@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib import error as urllib_error
 
 import pytest
 import torch
@@ -23,16 +22,6 @@ PFPN_URL = (
     "detectron2://COCO-PanopticSegmentation/panoptic_fpn_R_50_1x/139514544/model_final_dbfeb4.pkl"
 )
 DEEPLAB = "projects/DeepLab/configs/cityscapes/deeplab_v3_R_103_os16_mg124_poly_90k_bs16.yaml"
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib_error.URLError("network is unreachable")
-
-    monkeypatch.setattr(url_handlers.request, "urlopen", offline)
-    monkeypatch.setenv("PANOPTIC2_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def _cache_path(cache, detectron2_url):
@@ -107,11 +96,11 @@ def test_catalog_entry(detectron2_config):
 
 
 @pytest.mark.slow
-def test_get_trained_loads_the_cached_checkpoint(cache):
+def test_get_trained_loads_the_cached_checkpoint(offline_cache):
     torch.manual_seed(0)
     reference = build_model(model_zoo.get_config(PFPN, overrides=["MODEL.DEVICE", "cpu"]))
     state = {k: v + 0.5 if v.is_floating_point() else v for k, v in reference.state_dict().items()}
-    _write_detectron2_pickle(_cache_path(cache, PFPN_URL), state)
+    _write_detectron2_pickle(_cache_path(offline_cache, PFPN_URL), state)
 
     model = model_zoo.get(
         "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml", trained=True, device="cpu"
@@ -123,26 +112,26 @@ def test_get_trained_loads_the_cached_checkpoint(cache):
         assert torch.equal(loaded[key], value), key
 
 
-def test_get_trained_refuses_a_checkpoint_that_does_not_fill_the_model(cache, monkeypatch):
+def test_get_trained_refuses_a_checkpoint_that_does_not_fill_the_model(offline_cache, monkeypatch):
     # A catalog entry added for the test (the toy MLP), as a user adds one.
     url = "detectron2://Test/toy/model_final_000000.pkl"
     monkeypatch.setitem(CHECKPOINTS, "Test/toy.yaml", ModelZooEntry("toy/mlp.yaml", url))
     state = build_model(model_zoo.get_config("toy/mlp.yaml", overrides=["MODEL.DEVICE", "cpu"]))
     state = state.state_dict()
-    _write_detectron2_pickle(_cache_path(cache, url), state)
+    _write_detectron2_pickle(_cache_path(offline_cache, url), state)
     model = model_zoo.get("Test/toy.yaml", trained=True, device="cpu")
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
 
     partial = {k: v for k, v in state.items() if k != "net.3.bias"}
-    _write_detectron2_pickle(_cache_path(cache, url), partial)
+    _write_detectron2_pickle(_cache_path(offline_cache, url), partial)
     with pytest.raises(IncompleteWeightsError, match=r"net\.3\.bias"):
         model_zoo.get("toy/mlp.yaml", trained=True, device="cpu")
 
 
-def test_offline_get_names_the_file_to_place(cache):
+def test_offline_get_names_the_file_to_place(offline_cache):
     with pytest.raises(
-        url_handlers.DownloadError, match=re.escape(str(_cache_path(cache, PFPN_URL)))
+        url_handlers.DownloadError, match=re.escape(str(_cache_path(offline_cache, PFPN_URL)))
     ):
         model_zoo.get(PFPN, trained=True, device="cpu")
 
