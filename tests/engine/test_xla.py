@@ -256,25 +256,7 @@ def test_train_net_on_xla_and_its_checkpoint_evaluates_the_same_on_cpu(xla_env, 
     state = _checkpoint(weights)
     devices = {v.device.type for v in state["model"].values()}
     assert devices == {"cpu"}, devices
-    cpu_dir = tmp_path / "cpu"
-    _run(
-        [
-            sys.executable,
-            str(TRAIN_NET),
-            "--config-file",
-            str(PDL_CONFIG),
-            "--eval-only",
-            "MODEL.DEVICE",
-            "cpu",
-            "MODEL.WEIGHTS",
-            str(weights),
-            *eval_opts,
-            "OUTPUT_DIR",
-            str(cpu_dir),
-        ],
-        xla_env,
-    )
-    cpu_results = _results(cpu_dir)
+    cpu_results = _evaluate(xla_env, "cpu", weights, eval_opts, tmp_path / "cpu")
     for metric in ("PQ", "SQ", "RQ", "PQ_st"):
         assert cpu_results["panoptic_seg"][metric] == pytest.approx(
             xla_results["panoptic_seg"][metric], abs=0.01
@@ -283,27 +265,9 @@ def test_train_net_on_xla_and_its_checkpoint_evaluates_the_same_on_cpu(xla_env, 
     assert xla_results["panoptic_seg"]["PQ"] > 0  # not an empty prediction on both sides
 
     # The reverse: the CPU-evaluated weights, loaded into a model on XLA, evaluate the same.
-    back_dir = tmp_path / "back_to_xla"
-    _run(
-        [
-            sys.executable,
-            str(TRAIN_NET),
-            "--config-file",
-            str(PDL_CONFIG),
-            "--eval-only",
-            "MODEL.DEVICE",
-            "xla",
-            "MODEL.WEIGHTS",
-            str(_resave_on_cpu(weights, tmp_path / "cpu_written.pth")),
-            *eval_opts,
-            "OUTPUT_DIR",
-            str(back_dir),
-        ],
-        xla_env,
-    )
-    assert _results(back_dir)["panoptic_seg"]["PQ"] == pytest.approx(
-        cpu_results["panoptic_seg"]["PQ"], abs=0.01
-    )
+    cpu_written = _resave_on_cpu(weights, tmp_path / "cpu_written.pth")
+    back = _evaluate(xla_env, "xla", cpu_written, eval_opts, tmp_path / "back_to_xla")
+    assert back["panoptic_seg"]["PQ"] == pytest.approx(cpu_results["panoptic_seg"]["PQ"], abs=0.01)
 
 
 def _resave_on_cpu(path: Path, out: Path) -> Path:
@@ -322,6 +286,16 @@ def _resave_on_cpu(path: Path, out: Path) -> Path:
     )
     _run([sys.executable, "-c", code], dict(os.environ))
     return out
+
+
+def _evaluate(
+    env: dict[str, str], device: str, weights: Path, opts: list[str], output_dir: Path
+) -> dict:
+    """``train_net.py --eval-only`` of the shapes Panoptic-DeepLab; returns its results."""
+    cmd = [sys.executable, str(TRAIN_NET), "--config-file", str(PDL_CONFIG), "--eval-only"]
+    cmd += ["MODEL.DEVICE", device, "MODEL.WEIGHTS", str(weights), *opts]
+    _run([*cmd, "OUTPUT_DIR", str(output_dir)], env)
+    return _results(output_dir)
 
 
 def _results(output_dir: Path) -> dict:
