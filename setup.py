@@ -161,6 +161,19 @@ def _sources(pattern: str) -> list[str]:
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, CSRC, pattern)))
 
 
+def _openmp_flags() -> list[str]:
+    """Compiler and linker flags for OpenMP, where torch's ATen parallelises with it.
+
+    ``at::parallel_for`` is a header template: with an OpenMP ATen, the loops of our CPU
+    kernels only run on several threads when this extension is itself compiled with OpenMP.
+    The linked ``libgomp.so.1`` resolves to the one torch has already loaded. Apple's clang
+    has no ``-fopenmp``; there the kernels stay single-threaded (and exact).
+    """
+    if not torch.backends.openmp.is_available() or sys.platform == "darwin":
+        return []
+    return ["/openmp"] if os.name == "nt" else ["-fopenmp"]
+
+
 def get_extensions() -> list:
     """Returns ``panoptic2._C``, configured for the installed torch, and ``_segment_maps``."""
     with_cuda = _configure_env()
@@ -172,7 +185,8 @@ def get_extensions() -> list:
 
     sources = _sources("*.cpp") + _sources(os.path.join("cpu", "*.cpp"))
     define_macros: list[tuple[str, str | None]] = []
-    extra_compile_args: dict[str, list[str]] = {"cxx": ["-O3"]}
+    openmp = _openmp_flags()
+    extra_compile_args: dict[str, list[str]] = {"cxx": ["-O3", *openmp]}
     extension = cpp_extension.CppExtension
     if with_cuda:
         sources += _sources(os.path.join("cuda", "*.cu"))
@@ -183,7 +197,7 @@ def get_extensions() -> list:
         f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME="
         f"{os.environ.get('CUDA_HOME')}, with_cuda={with_cuda}, "
         f"TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST')}, "
-        f"MAX_JOBS={os.environ['MAX_JOBS']}, sources={len(sources)}"
+        f"MAX_JOBS={os.environ['MAX_JOBS']}, sources={len(sources)}, openmp={openmp or 'no'}"
     )
     return [
         extension(
@@ -192,6 +206,7 @@ def get_extensions() -> list:
             include_dirs=[os.path.join(ROOT, CSRC)],
             define_macros=define_macros,
             extra_compile_args=extra_compile_args,
+            extra_link_args=openmp if os.name != "nt" else [],
         ),
         segment_maps_extension(),
     ]

@@ -3,6 +3,7 @@
 
 #include "build_info.h"
 
+#include <ATen/Config.h>
 #include <torch/library.h>
 
 namespace panoptic2 {
@@ -37,10 +38,25 @@ bool has_cuda_kernels() {
 #endif
 }
 
+bool parallel_cpu_kernels() {
+#if AT_PARALLEL_OPENMP
+  // at::parallel_for is then inlined here as an OpenMP loop, which a build without OpenMP
+  // compiles as a plain serial loop.
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+#else
+  return true; // the native and TBB backends run the loop inside libtorch
+#endif
+}
+
 } // namespace panoptic2
 
 TORCH_LIBRARY_IMPL(panoptic2, CompositeExplicitAutograd, m) {
   m.impl("cuda_version", &panoptic2::cuda_version);
   m.impl("compiler_version", &panoptic2::compiler_version);
   m.impl("has_cuda_kernels", &panoptic2::has_cuda_kernels);
+  m.impl("parallel_cpu_kernels", &panoptic2::parallel_cpu_kernels);
 }

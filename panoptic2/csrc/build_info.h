@@ -15,6 +15,10 @@ std::string compiler_version();
 // Whether csrc/cuda/*.cu were compiled in.
 bool has_cuda_kernels();
 
+// Whether the CPU kernels' at::parallel_for loops can use several threads (with an OpenMP
+// ATen, only when this library was compiled with OpenMP too; see setup.py).
+bool parallel_cpu_kernels();
+
 #ifdef WITH_CUDA
 namespace detail {
 // Defined in cuda/cuda_version.cu, so the value comes from the headers nvcc compiled with.

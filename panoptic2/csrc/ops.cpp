@@ -34,6 +34,7 @@ TORCH_LIBRARY(panoptic2, m) {
   m.def("cuda_version() -> int");
   m.def("compiler_version() -> str");
   m.def("has_cuda_kernels() -> bool");
+  m.def("parallel_cpu_kernels() -> bool");
 
   // Panoptic-DeepLab post-processing (kernels: cpu/ and cuda/panoptic_deeplab_postprocess.*).
   // centers (K, 2) int64 (y, x); offsets (2, H, W) float32 (dy, dx); thing_mask (H, W) bool.

@@ -38,6 +38,7 @@ __all__ = [
     "format_cuda_version",
     "has_cuda_kernels",
     "has_ops",
+    "parallel_cpu_kernels",
     "require_ops",
 ]
 
@@ -50,6 +51,7 @@ REQUIRED_OPS = (
     "cuda_version",
     "compiler_version",
     "has_cuda_kernels",
+    "parallel_cpu_kernels",
     "group_pixels",
     "merge_semantic_and_instance",
     "panoptic_deeplab_postprocess",
@@ -208,6 +210,12 @@ def has_cuda_kernels() -> bool:
     return _load().ok and bool(torch.ops.panoptic2.has_cuda_kernels())
 
 
+def parallel_cpu_kernels() -> bool:
+    """Whether ``_C`` is loaded and its CPU kernels run on ``torch.get_num_threads()``
+    threads (False for a build without OpenMP against an OpenMP torch: they then run on one)."""
+    return _load().ok and bool(torch.ops.panoptic2.parallel_cpu_kernels())
+
+
 def format_cuda_version(version: int) -> str:
     """Formats a ``CUDART_VERSION``-style integer: 13000 -> "13.0", 12060 -> "12.6"."""
     return f"{version // 1000}.{(version % 1000) // 10}"
@@ -217,7 +225,8 @@ def extension_status() -> str:
     """One-line human summary of the extension, for logs and the environment report.
 
     Returns:
-        E.g. ``"OK (/path/_C.so; CUDA kernels: CUDA 13.0; compiler: GCC 12.2)"`` or
+        E.g. ``"OK (/path/_C.so; CUDA kernels: CUDA 13.0; CPU kernels: parallel; compiler:
+        GCC 12.2)"`` or
         ``"not available: ImportError: ... undefined symbol ...; build it ..."``.
     """
     result = _load()
@@ -225,4 +234,8 @@ def extension_status() -> str:
         return f"not available: {result.error}; {REBUILD_HINT}"
     cuda = cuda_version()
     kernels = f"CUDA {format_cuda_version(cuda)}" if cuda is not None else "no (CPU-only build)"
-    return f"OK ({result.path}; CUDA kernels: {kernels}; compiler: {compiler_version()})"
+    threads = "parallel" if parallel_cpu_kernels() else "one thread (built without OpenMP)"
+    return (
+        f"OK ({result.path}; CUDA kernels: {kernels}; CPU kernels: {threads}; "
+        f"compiler: {compiler_version()})"
+    )

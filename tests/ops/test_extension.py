@@ -92,12 +92,13 @@ def test_extension_loads_and_registers_schemas() -> None:
     assert status.startswith("OK (") and importlib.util.find_spec("panoptic2._C").origin in status
     schemas = {
         name: str(getattr(torch.ops.panoptic2, name).default._schema)
-        for name in ("cuda_version", "compiler_version", "has_cuda_kernels")
+        for name in ("cuda_version", "compiler_version", "has_cuda_kernels", "parallel_cpu_kernels")
     }
     assert schemas == {
         "cuda_version": "panoptic2::cuda_version() -> int",
         "compiler_version": "panoptic2::compiler_version() -> str",
         "has_cuda_kernels": "panoptic2::has_cuda_kernels() -> bool",
+        "parallel_cpu_kernels": "panoptic2::parallel_cpu_kernels() -> bool",
     }
 
 
@@ -113,6 +114,19 @@ def test_compiler_version_matches_binary() -> None:
     pattern = rb"GCC: \([^)]*\) (\d+)\.(\d+)" if family == "GCC" else rb"clang version (\d+)\.(\d+)"
     found = {(int(a), int(b)) for a, b in re.findall(pattern, _binary())}
     assert (int(major), int(minor)) in found, f"{version} not among {found}"
+
+
+@needs_build
+def test_cpu_kernels_are_parallel_where_torch_uses_openmp() -> None:
+    """With an OpenMP torch, at::parallel_for is compiled into _C itself: without -fopenmp the
+    CPU kernels would silently run on one thread (setup.py passes it on Linux)."""
+    linked = re.search(rb"libgomp\.so", _binary()) is not None
+    assert extension.parallel_cpu_kernels() == bool(torch.ops.panoptic2.parallel_cpu_kernels())
+    if torch.backends.openmp.is_available():
+        assert extension.parallel_cpu_kernels() == linked
+    if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
+        assert extension.parallel_cpu_kernels(), "rebuild _C: setup.py compiles it with -fopenmp"
+        assert "CPU kernels: parallel" in extension.extension_status()
 
 
 @needs_build
@@ -215,6 +229,7 @@ def test_missing_extension_warns_once_and_falls_back(
     assert extension.cuda_version() is None
     assert extension.compiler_version() is None
     assert extension.has_cuda_kernels() is False
+    assert extension.parallel_cpu_kernels() is False
     assert not extension.has_ops()
     assert len(calls) == 1, "the extension must be imported once per process"
 

@@ -398,6 +398,35 @@ def test_fused_kernel_heatmap_nan_inf_and_plateaus():
 
 
 @needs_ops
+@pytest.mark.parametrize("nms_kernel", [1, 3, 7, 15])
+def test_fused_kernel_dense_and_sparse_heatmap_rows(nms_kernel):
+    # Rows with few candidates are checked by reading their windows, rows with many against
+    # cached row maxima (more than 4 * width / kernel^2 candidates); this map has both kinds,
+    # with NaN, inf, plateaus and values at the threshold in each.
+    gen = torch.Generator().manual_seed(nms_kernel)
+    height, width = 48, 300
+    heat = torch.rand(height, width, generator=gen)  # dense: ~90 % above the threshold
+    sparse_rows = torch.arange(height) % 3 != 0
+    heat[sparse_rows] = 0.0
+    sparse_points = torch.randint(0, width, (int(sparse_rows.sum()), 3), generator=gen)
+    heat[sparse_rows.nonzero()[:, 0, None], sparse_points] = torch.rand(
+        int(sparse_rows.sum()), 3, generator=gen
+    )
+    heat[0, 10:14] = 0.95  # a plateau in a dense row
+    heat[4, 50:53] = 0.95  # and in a sparse one
+    heat[3, 100] = float("nan")
+    heat[10, 7] = float("nan")
+    heat[6, 200] = float("inf")
+    heat[13, 201] = float("inf")
+    heat[9, 30] = 0.1
+    sem = torch.randint(0, 4, (height, width), generator=gen)
+    table = torch.tensor([True, False, True, False])
+    offsets = torch.randn(2, height, width, generator=gen) * 3
+    _, centers = _assert_fused_matches(sem, heat, offsets, None, table, nms_kernel=nms_kernel)
+    assert centers.shape[0] > 0
+
+
+@needs_ops
 def test_fused_kernel_many_centers_and_classes_with_threads():
     previous = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -10,6 +10,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/macros/Macros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -174,10 +175,61 @@ constexpr int64_t kBlockRows = 4;
 // pixels of one class then add to different counters instead of waiting on one.
 constexpr int64_t kStuffCopies = 4;
 
-// Grouping and counting of one image: writes each pixel's code (k in 1..K for a thing pixel
-// of instance k, K + 1 + c for any other pixel of class c) and adds its class to row k or
-// row 0 of `counts` ((K + 1) x C). The instance rows of the parts are private when they fit
-// in kMaxPartialCells; otherwise all parts add to one copy atomically.
+[[noreturn]] C10_NOINLINE void fail_class_id(int64_t value, int64_t y, int64_t x,
+                                             int64_t num_classes) {
+  TORCH_CHECK(false, "panoptic2::panoptic_deeplab_postprocess: sem_seg value ", value, " at (",
+              y, ", ", x, ") is outside [0, ", num_classes, ")");
+}
+
+// Grouping and counting of rows [y_begin, y_end): writes each pixel's code (k in 1..K for a
+// thing pixel of instance k, K + 1 + c for any other pixel of class c), adds the class of
+// each thing pixel to row k of the instance counts (`own`, row k at (k - 1) * C, or
+// `shared_counts` when not null) and of each other pixel to one of the kStuffCopies copies
+// of the class counts in `stuff`. Everything the loop reads is a local or a restrict pointer,
+// so the compiler keeps it in registers across the counter stores.
+template <typename Code, bool kHasMask>
+void group_and_count_rows(const int64_t* __restrict sem, const float* __restrict dy,
+                          const float* __restrict dx, const bool* __restrict thing_mask,
+                          const bool* __restrict is_thing_class, int64_t y_begin,
+                          int64_t y_end, int64_t width, int64_t num_classes,
+                          const cpu::NearestCenters& nearest, Code* __restrict codes,
+                          int64_t* __restrict stuff, int64_t* __restrict own,
+                          std::atomic<int64_t>* shared_counts) {
+  const int64_t num_centers = nearest.num_centers();
+  const Code stuff_base = static_cast<Code>(num_centers + 1);
+  for (int64_t y = y_begin; y < y_end; ++y) {
+    const int64_t row = y * width;
+    const float fy = static_cast<float>(y);
+    for (int64_t x = 0; x < width; ++x) {
+      const int64_t p = row + x;
+      const int64_t c = sem[p];
+      // One unsigned compare refuses negative ids too.
+      if (C10_UNLIKELY(static_cast<uint64_t>(c) >= static_cast<uint64_t>(num_classes))) {
+        fail_class_id(c, y, x, num_classes);
+      }
+      const bool thing = kHasMask ? thing_mask[p] : is_thing_class[c];
+      if (thing && num_centers > 0) {
+        const float py = fy + dy[p];
+        const float px = static_cast<float>(x) + dx[p];
+        const int64_t k = nearest.nearest(py, px) + 1;
+        codes[p] = static_cast<Code>(k);
+        if (shared_counts != nullptr) {
+          shared_counts[(k - 1) * num_classes + c].fetch_add(1, std::memory_order_relaxed);
+        } else {
+          ++own[k * num_classes + c];
+        }
+      } else {
+        codes[p] = static_cast<Code>(stuff_base + c);
+        ++stuff[(x % kStuffCopies) * num_classes + c];
+      }
+    }
+  }
+}
+
+// Grouping and counting of one image (group_and_count_rows over all rows, in parallel),
+// summed into `counts` ((K + 1) x C: row k counts the classes of the thing pixels of instance
+// k, row 0 those of all other pixels). The instance rows of the parts are private when they
+// fit in kMaxPartialCells; otherwise all parts add to one copy atomically.
 template <typename Code>
 void group_and_count(const int64_t* sem, const float* offsets, const bool* thing_mask,
                      const bool* is_thing_class, int64_t height, int64_t width,
@@ -191,44 +243,31 @@ void group_and_count(const int64_t* sem, const float* offsets, const bool* thing
   const int64_t parts = std::max<int64_t>(
       1, std::min<int64_t>(at::get_num_threads(), num_pixels / kMinPixelsPerPartial));
   const bool shared = parts > 1 && parts * instance_cells > kMaxPartialCells;
-  std::vector<int64_t> partial(parts * (stuff_cells + (shared ? 0 : instance_cells)), 0);
+  const int64_t part_cells = stuff_cells + (shared ? 0 : instance_cells);
+  std::vector<int64_t> partial(parts * part_cells, 0);
   std::unique_ptr<std::atomic<int64_t>[]> shared_counts(
       shared ? new std::atomic<int64_t>[instance_cells]() : nullptr);
-  const float* dy = offsets;
-  const float* dx = offsets + num_pixels;
   cpu::claimed_parallel_for(num_blocks, parts, [&](int64_t part, int64_t block) {
-    int64_t* stuff = partial.data() + part * (stuff_cells + (shared ? 0 : instance_cells));
+    int64_t* stuff = partial.data() + part * part_cells;
     // Row k of the instance counts starts at (k - 1) * C.
     int64_t* own = stuff + stuff_cells - num_classes;
-    const int64_t y_end = std::min((block + 1) * kBlockRows, height);
-    for (int64_t y = block * kBlockRows; y < y_end; ++y) {
-      for (int64_t x = 0; x < width; ++x) {
-        const int64_t p = y * width + x;
-        const int64_t c = sem[p];
-        TORCH_CHECK(c >= 0 && c < num_classes, "panoptic2::panoptic_deeplab_postprocess: "
-                    "sem_seg value ", c, " at (", y, ", ", x, ") is outside [0, ",
-                    num_classes, ")");
-        const bool thing = thing_mask != nullptr ? thing_mask[p] : is_thing_class[c];
-        if (thing && num_centers > 0) {
-          const float py = static_cast<float>(y) + dy[p];
-          const float px = static_cast<float>(x) + dx[p];
-          const int64_t k = nearest.nearest(py, px) + 1;
-          codes[p] = static_cast<Code>(k);
-          if (shared) {
-            shared_counts[(k - 1) * num_classes + c].fetch_add(1, std::memory_order_relaxed);
-          } else {
-            ++own[k * num_classes + c];
-          }
-        } else {
-          codes[p] = static_cast<Code>(num_centers + 1 + c);
-          ++stuff[(x % kStuffCopies) * num_classes + c];
-        }
-      }
+    const int64_t y_begin = block * kBlockRows;
+    const int64_t y_end = std::min(y_begin + kBlockRows, height);
+    const float* dy = offsets;
+    const float* dx = offsets + num_pixels;
+    if (thing_mask != nullptr) {
+      group_and_count_rows<Code, true>(sem, dy, dx, thing_mask, is_thing_class, y_begin, y_end,
+                                       width, num_classes, nearest, codes, stuff, own,
+                                       shared_counts.get());
+    } else {
+      group_and_count_rows<Code, false>(sem, dy, dx, thing_mask, is_thing_class, y_begin,
+                                        y_end, width, num_classes, nearest, codes, stuff, own,
+                                        shared_counts.get());
     }
   });
   counts.assign((num_centers + 1) * num_classes, 0);
   for (int64_t part = 0; part < parts; ++part) {
-    const int64_t* stuff = partial.data() + part * (stuff_cells + (shared ? 0 : instance_cells));
+    const int64_t* stuff = partial.data() + part * part_cells;
     for (int64_t i = 0; i < stuff_cells; ++i) {
       counts[i % num_classes] += stuff[i];
     }
@@ -247,13 +286,17 @@ void paint(const Code* codes, int64_t num_pixels, const std::vector<int64_t>& lo
            int64_t* out) {
   constexpr int64_t kChunk = int64_t{1} << 16;
   const int64_t num_chunks = (num_pixels + kChunk - 1) / kChunk;
-  cpu::claimed_parallel_for(num_chunks, cpu::claim_workers(num_chunks),
-                            [&](int64_t /*worker*/, int64_t chunk) {
-                              const int64_t end = std::min(num_pixels, (chunk + 1) * kChunk);
-                              for (int64_t p = chunk * kChunk; p < end; ++p) {
-                                out[p] = lookup[codes[p]];
-                              }
-                            });
+  const int64_t* table = lookup.data();
+  cpu::claimed_parallel_for(
+      num_chunks, cpu::claim_workers(num_chunks), [&](int64_t /*worker*/, int64_t chunk) {
+        const Code* __restrict from = codes;
+        const int64_t* __restrict label = table;
+        int64_t* __restrict to = out;
+        const int64_t end = std::min(num_pixels, (chunk + 1) * kChunk);
+        for (int64_t p = chunk * kChunk; p < end; ++p) {
+          to[p] = label[from[p]];
+        }
+      });
 }
 
 template <typename Code>
