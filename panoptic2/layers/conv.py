@@ -26,7 +26,9 @@ class Conv2d(nn.Conv2d):
     Args:
         norm: a module applied after the convolution (e.g. from
             :func:`panoptic2.layers.get_norm`), or None. Stored as ``self.norm``.
-        activation: a callable applied last (e.g. ``F.relu``), or None.
+        activation: a callable applied last (e.g. ``F.relu``), or None. ``F.relu`` runs in
+            place (``F.relu_``): the conv's or norm's output is a fresh tensor that no
+            backward needs, and a new (N, C, H, W) tensor per layer costs its allocation.
 
     Shapes: input (N, C_in, H, W) float -> output (N, C_out, H', W') float, with H', W' as
     for ``torch.nn.Conv2d``.
@@ -49,7 +51,9 @@ class Conv2d(nn.Conv2d):
         )
         if self.norm is not None:
             x = self.norm(x)
-        if self.activation is not None:
+        if self.activation is F.relu:
+            x = F.relu_(x)
+        elif self.activation is not None:
             x = self.activation(x)
         return x
 

@@ -187,7 +187,10 @@ class BasicBlock(nn.Module):
         out = F.relu_(self.conv1(x))
         out = self.conv2(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        # In place: the norm's output is not saved for backward, and a new (N, C, H, W)
+        # tensor per block costs an allocation and its page faults.
+        out += shortcut
+        return F.relu_(out)
 
 
 class BottleneckBlock(nn.Module):
@@ -240,7 +243,8 @@ class BottleneckBlock(nn.Module):
         out = F.relu_(self.conv2(out))
         out = self.conv3(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        out += shortcut  # in place, as in BasicBlock
+        return F.relu_(out)
 
 
 class ResNet(Backbone):
