@@ -313,6 +313,13 @@ class DefaultTrainer(TrainerBase):
         super().__init__()
         if not logging.getLogger("panoptic2").isEnabledFor(logging.INFO):
             setup_logger()
+        if cfg.MODEL.COMPILE and cfg.MODEL.COMPILE_FREEZE:
+            raise ValueError(
+                "MODEL.COMPILE_FREEZE lets inductor compile the weights of the first "
+                "inference into the graph, so evaluations during training could miss the "
+                "trained weights: it is for inference-only runs (--eval-only, tools/predict.py, tools/benchmark.py "
+                "--task eval). Set MODEL.COMPILE_FREEZE False to train."
+            )
         self.cfg = cfg
         self._xla = None
         xla_mesh = None

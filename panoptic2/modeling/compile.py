@@ -57,6 +57,7 @@ def compile_model(
     *,
     mode: str = "default",
     backend: str | Callable = "inductor",
+    freeze: bool = False,
 ) -> list[str]:
     """Compiles ``model``'s ``compiled_parts`` in place, each with ``fullgraph=True``.
 
@@ -68,16 +69,24 @@ def compile_model(
         mode: one of :data:`COMPILE_MODES`.
         backend: a ``torch.compile`` backend (``"inductor"``; ``"aot_eager"`` or
             ``"eager"`` to debug; a callable backend, e.g. a graph counter in tests).
+        freeze: inductor's freezing (``MODEL.COMPILE_FREEZE``): calls without gradients
+            may compile the weights in as constants (inductor assumes they do not change);
+            for models that only run inference.
 
     Returns:
         The names of the compiled parts (``[""]`` for the whole model).
 
     Raises:
         ValueError: an unknown mode, a part name that is neither a submodule nor a method,
-            or a model on an XLA device (torch_xla compiles its own graphs).
+            a model on an XLA device (torch_xla compiles its own graphs), or ``freeze``
+            with a backend other than inductor.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"MODEL.COMPILE_MODE must be one of {COMPILE_MODES}, got {mode!r}")
+    if freeze and backend != "inductor":
+        raise ValueError(
+            f"MODEL.COMPILE_FREEZE is an option of the inductor backend, not of {backend!r}"
+        )
     if isinstance(model, DistributedDataParallel):
         model = model.module
     param = next(model.parameters(), None)
@@ -88,7 +97,11 @@ def compile_model(
         )
     # Load _C now: its one-time load takes a lock, which cannot be traced.
     extension.has_ops()
-    options = {"mode": mode, "backend": backend}
+    options: dict[str, Any] = {"mode": mode, "backend": backend}
+    if freeze:
+        # torch.compile takes a mode or inductor options, not both: the mode's options go in.
+        mode_options = torch._inductor.list_mode_options(mode)
+        options = {"backend": backend, "options": {**mode_options, "freezing": True}}
     parts = compiled_parts_of(model)
     if parts is None:
         logger.warning(
@@ -110,10 +123,11 @@ def compile_model(
                 "submodule nor a method of the model"
             )
     logger.info(
-        "Compiled %s (mode %s, backend %s), each part one graph: %s",
+        "Compiled %s (mode %s, backend %s%s), each part one graph: %s",
         type(model).__name__,
         mode,
         getattr(backend, "__name__", backend),
+        ", weights frozen in inference graphs" if freeze else "",
         ", ".join(parts),
     )
     return list(parts)

@@ -72,6 +72,14 @@ def test_toy_training_loss_falls_and_evaluates(tmp_path):
     assert (tmp_path / "last_checkpoint").read_text().strip() == "model_final.pth"
 
 
+def test_trainer_refuses_frozen_compiled_weights(tmp_path):
+    load_plugins([PLUGIN])
+    overrides = toy_overrides(str(tmp_path), **{"MODEL.COMPILE": True})
+    cfg = load_config(None, [*overrides, "MODEL.COMPILE_FREEZE", True])
+    with pytest.raises(ValueError, match="MODEL.COMPILE_FREEZE .* inference-only runs"):
+        DefaultTrainer(cfg)
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process_and_plugin_reaches_workers(tmp_path):
     """Same total batch over 2 gloo processes gives the same loss curve and weights as

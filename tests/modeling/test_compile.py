@@ -201,3 +201,33 @@ def test_bad_mode_and_bad_part_are_errors():
 
     with pytest.raises(ValueError, match="names 'missing', which is neither"):
         compile_model(Declares())
+
+
+class _ConvNormRelu(nn.Module):
+    compiled_parts = ("body",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_freeze_gives_eager_outputs_in_inference():
+    torch.manual_seed(0)
+    model = _ConvNormRelu().eval()
+    with torch.no_grad():
+        model.body[1].running_mean.uniform_(-1, 1)
+        model.body[1].running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 16, 20)
+    with torch.no_grad():
+        expected = model(x)
+        assert compile_model(model, freeze=True) == ["body"]
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+    assert list(model.state_dict())[0] == "body.0.weight"
+
+
+def test_freeze_needs_inductor():
+    with pytest.raises(ValueError, match="MODEL.COMPILE_FREEZE is an option of the inductor"):
+        compile_model(_ConvNormRelu(), backend="eager", freeze=True)

@@ -41,5 +41,10 @@ def build_model(cfg) -> nn.Module:
     model.to(resolve_device(cfg.MODEL.DEVICE))
     logger.debug("Model:\n%s", model)
     if cfg.MODEL.COMPILE:
-        compile_model(model, mode=cfg.MODEL.COMPILE_MODE, backend=cfg.MODEL.COMPILE_BACKEND)
+        compile_model(
+            model,
+            mode=cfg.MODEL.COMPILE_MODE,
+            backend=cfg.MODEL.COMPILE_BACKEND,
+            freeze=cfg.MODEL.COMPILE_FREEZE,
+        )
     return model
