@@ -28,7 +28,7 @@ call each; the script prints medians and the ratios, and exits non-zero when the
 differ: panoptic maps equal on fewer than 99.99 % of pixels, semantic logits further apart
 than 1e-4 (relative to their range), other instances (count, classes, scores within
 1e-4, boxes within 1e-2 pixels), or first training losses (same weights, batch and seed)
-further apart than 1e-4 relative.
+further apart than 1e-4 relative (1e-2 for ``loss_cls``, see ``SAMPLED_LOSS_TOLERANCE``).
 
 Detectron2 is not a dependency of panoptic2. To run this, build it from source beside the
 main environment, in a virtualenv that sees the same torch::
@@ -83,6 +83,13 @@ PIXEL_AGREEMENT = 0.9999
 LOGIT_TOLERANCE = 1e-4
 # First training losses: same weights, batch and seed, so equal up to float rounding.
 LOSS_TOLERANCE = 1e-4
+# The ROI box classifier's loss averages over background proposals drawn at random, by
+# index, from the proposal list. Both libraries' lists hold the same boxes (998 and 1000 of
+# 1000 on this script's FPN batch), but where objectness scores tie within the logits'
+# float noise (~1e-5) about 1 % of them sit at other positions, so the same random indices
+# draw some other background boxes (the foreground samples are identical): loss_cls then
+# differs by ~1e-3 relative, the other losses by < 1e-5.
+SAMPLED_LOSS_TOLERANCE = {"loss_cls": 1e-2}
 SCORE_TOLERANCE = 1e-4
 BOX_TOLERANCE = 1e-2
 
@@ -238,12 +245,14 @@ def compare_logits(name: str, a: torch.Tensor, b: torch.Tensor, out: Mismatch) -
 
 
 def compare_losses(name: str, d2: dict, ours: dict, out: Mismatch) -> None:
-    """Same loss names, each within LOSS_TOLERANCE (relative)."""
+    """Same loss names, each within LOSS_TOLERANCE (relative; SAMPLED_LOSS_TOLERANCE for the
+    losses of randomly drawn background samples)."""
     if set(d2) != set(ours):
         out.append(f"{name}: losses {sorted(d2)} vs {sorted(ours)}")
         return
     for key, value in d2.items():
-        if abs(ours[key] - value) > LOSS_TOLERANCE * max(abs(value), 1e-8):
+        tolerance = SAMPLED_LOSS_TOLERANCE.get(key, LOSS_TOLERANCE)
+        if abs(ours[key] - value) > tolerance * max(abs(value), 1e-8):
             out.append(f"{name}: first {key} {value:.6g} (Detectron2) vs {ours[key]:.6g}")
 
 
