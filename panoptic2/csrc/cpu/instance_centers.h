@@ -82,7 +82,7 @@ inline bool has_nan_in_window(const float* heatmap, int64_t height, int64_t widt
 // 3 x 3 neighbours come first, as a score off a blob's peak is below one of them.
 inline bool is_window_max(const float* heatmap, int64_t height, int64_t width, int64_t y,
                           int64_t x, int64_t radius, float v) {
-  for (const int64_t r : {std::min<int64_t>(radius, 1), radius}) {
+  auto none_above = [&](int64_t r) {
     const int64_t c_begin = std::max<int64_t>(x - r, 0);
     const int64_t c_end = std::min(x + r, width - 1);
     for (int64_t row = std::max<int64_t>(y - r, 0); row <= std::min(y + r, height - 1); ++row) {
@@ -93,8 +93,10 @@ inline bool is_window_max(const float* heatmap, int64_t height, int64_t width, i
         }
       }
     }
-  }
-  return true;
+    return true;
+  };
+  const int64_t near = std::min<int64_t>(radius, 1);
+  return none_above(near) && (radius == near || none_above(radius));
 }
 
 // Centers (local maxima above the threshold), in row-major order, at most the top_k

@@ -71,9 +71,6 @@ class NearestCenters {
       const int64_t begin = cell_begin_[cell];
       const int64_t end = cell_begin_[cell + 1];
       if (!cell_sorted_scan_[cell]) {
-        if (end - begin == 1) { // the one candidate wins: its distance is finite
-          return entries_[begin].index;
-        }
         float best = std::numeric_limits<float>::infinity();
         int64_t best_index = 0;
         for (int64_t e = begin; e < end; ++e) {
